@@ -1,0 +1,213 @@
+"""Streaming zstd with SHA-256 on the fly, and the tar of migration folders.
+
+Everything here works on bounded chunks: memory stays flat whatever the size of the dump. The SHA-256 recorded
+for a payload is that of the compressed file, so verification never needs to decompress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import zstandard
+
+from .errors import IntegrityError
+from .fsutil import FILE_MODE
+
+CHUNK = 1 << 20
+LEVEL = 3
+
+
+@dataclass(frozen=True)
+class PayloadInfo:
+    """What the manifest records for one payload file."""
+
+    bytes: int
+    sha256: str
+    raw_bytes: int
+
+
+class _HashingFile(io.RawIOBase):
+    """A write-only file that hashes and counts what passes through to ``f``."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        self.sha.update(b)
+        self.count += len(b)
+        self.f.write(b)
+        return len(b)
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # threads=-1: one worker per core, so compression keeps up with pg_dump instead of being the bottleneck.
+    return zstandard.ZstdCompressor(level=LEVEL, threads=-1, write_checksum=True)
+
+
+def compress_chunks(chunks: Iterable[bytes], dest: Path) -> PayloadInfo:
+    """Compress ``chunks`` into a new file ``dest`` (created 0600, fsynced), hashing the compressed bytes."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    raw = 0
+    with os.fdopen(fd, "wb", buffering=CHUNK) as f:
+        hf = _HashingFile(f)
+        with _compressor().stream_writer(hf, closefd=False) as w:
+            for chunk in chunks:
+                raw += len(chunk)
+                w.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    return PayloadInfo(bytes=hf.count, sha256=hf.sha.hexdigest(), raw_bytes=raw)
+
+
+def read_chunks(f: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    """Yield ``f``'s bytes in chunks until EOF."""
+    while chunk := f.read(size):
+        yield chunk
+
+
+def decompressed_chunks(path: Path, on_compressed: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    """Yield the decompressed content of a zstd file; raise IntegrityError if it is truncated or corrupt.
+
+    ``on_compressed`` is called with the number of compressed bytes consumed, for progress reporting.
+    """
+    dctx = zstandard.ZstdDecompressor()
+    obj = dctx.decompressobj()
+    seen_frame = False
+    frames = 0
+    try:
+        with open(path, "rb") as f:
+            for chunk in read_chunks(f):
+                if on_compressed:
+                    on_compressed(len(chunk))
+                data = chunk
+                while data:
+                    out = obj.decompress(data)
+                    seen_frame = True
+                    if out:
+                        yield out
+                    if obj.eof:
+                        # Several frames may follow each other; start a new decompressor on the rest.
+                        frames += 1
+                        data = obj.unused_data
+                        obj = dctx.decompressobj()
+                        seen_frame = False
+                    else:
+                        data = b""
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"{path.name}: corrupt zstd data ({e})") from e
+    if frames == 0 and not seen_frame:
+        raise IntegrityError(f"{path.name}: empty payload (no zstd frame)")
+    if seen_frame:
+        raise IntegrityError(f"{path.name}: truncated zstd stream (the last frame is incomplete)")
+
+
+def check_stream(path: Path) -> int:
+    """Read a zstd file to its end without writing anything; return the decompressed size."""
+    return sum(len(c) for c in decompressed_chunks(path))
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like reader over an iterator of chunks (lets ``tarfile`` read a decompressed stream)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        while not self.buf:
+            try:
+                self.buf = next(self.chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+def _skip(name: str) -> bool:
+    return name == "__pycache__" or name.endswith((".pyc", ".pyo"))
+
+
+def list_folder(folder: Path) -> list[Path]:
+    """The files of a migration folder that a snapshot keeps: everything but bytecode caches, sorted."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not _skip(d))
+        out.extend(Path(dirpath) / n for n in sorted(filenames) if not _skip(n))
+    return out
+
+
+def pack_folders(root: Path, folders: list[str], dest: Path) -> tuple[PayloadInfo, list[dict]]:
+    """Tar + zstd the given folders (paths relative to ``root``) into ``dest``.
+
+    Returns the payload info and one ``{path, bytes, sha256}`` entry per file, paths relative to ``root``.
+    """
+    files: list[dict] = []
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    with os.fdopen(fd, "wb") as f:
+        hf = _HashingFile(f)
+        with _compressor().stream_writer(hf, closefd=False) as zw, tarfile.open(fileobj=zw, mode="w|") as tar:
+            for rel in folders:
+                base = root / rel
+                for path in list_folder(base):
+                    relpath = path.relative_to(root).as_posix()
+                    data = path.read_bytes()
+                    info = tar.gettarinfo(str(path), arcname=relpath)
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                    files.append({"path": relpath, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        f.flush()
+        os.fsync(f.fileno())
+    return PayloadInfo(bytes=hf.count, sha256=hf.sha.hexdigest(), raw_bytes=sum(x["bytes"] for x in files)), files
+
+
+def unpack_folders(src: Path, targets: dict[str, Path]) -> None:
+    """Extract the archive's files into staging folders.
+
+    ``targets`` maps each archived folder (relative path) to the directory its content goes to. Members must be
+    regular files or directories under one of those folders; anything else is an integrity error.
+    """
+    for t in targets.values():
+        t.mkdir(parents=True, exist_ok=True)
+    reader = io.BufferedReader(_ChunkReader(decompressed_chunks(src)), CHUNK)
+    folders = sorted(targets, key=len, reverse=True)
+    with tarfile.open(fileobj=reader, mode="r|") as tar:
+        for m in tar:
+            p = PurePosixPath(m.name)
+            if p.is_absolute() or ".." in p.parts:
+                raise IntegrityError(f"{src.name}: unsafe path in archive: {m.name}")
+            folder = next((d for d in folders if p.as_posix().startswith(d.rstrip("/") + "/")), None)
+            if folder is None:
+                raise IntegrityError(f"{src.name}: {m.name} is outside the snapshot's migration folders")
+            dest = targets[folder] / p.relative_to(folder)
+            if m.isdir():
+                dest.mkdir(parents=True, exist_ok=True)
+                continue
+            if not m.isfile():
+                raise IntegrityError(f"{src.name}: {m.name} is not a regular file")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fobj = tar.extractfile(m)
+            assert fobj is not None
+            with open(dest, "wb") as out:
+                for chunk in read_chunks(fobj):  # type: ignore[arg-type]
+                    out.write(chunk)
+            os.chmod(dest, m.mode & 0o777 or 0o644)
+            os.utime(dest, (m.mtime, m.mtime))

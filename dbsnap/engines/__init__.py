@@ -1,0 +1,20 @@
+"""Database engines: one class per engine kind, chosen by an explicit mapping."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..project import Database
+from .base import Engine
+
+
+def engine_for(db: Database, env: dict[str, str]) -> Engine:
+    """The Engine instance for a database; ConfigError for kinds not supported yet."""
+    if db.kind == "postgresql":
+        from .postgresql import PostgreSQLEngine
+
+        return PostgreSQLEngine(db, env)
+    if db.kind == "sqlite":
+        from .sqlite import SQLiteEngine
+
+        return SQLiteEngine(db, env)
+    raise ConfigError(f"database {db.alias!r}: the {db.kind} engine is not supported yet (PostgreSQL and SQLite are)")

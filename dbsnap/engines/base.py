@@ -1,0 +1,142 @@
+"""The Engine interface, and running external tools safely (argument lists, secrets in the environment).
+
+A restore is split into steps so the rollback pipeline can make the pair (database, migration folders) switch
+as one unit: ``prepare_restore`` builds the snapshot's database beside the live one without touching it,
+``swap_in`` makes it live while keeping the old one, ``finish`` drops the old one, ``undo_swap`` puts it back and
+``discard`` throws the prepared copy away. Each step takes and returns a JSON-able state, which the rollback
+journal records so that a killed run can be finished or undone by the next one (``recover``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import shutil
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from ..archive import PayloadInfo
+from ..errors import ExternalError
+from ..project import Database
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class DumpResult:
+    """A payload written by ``Engine.dump`` and the facts recorded with it in the manifest."""
+
+    payload: PayloadInfo
+    migrations: list[list[str]]
+    tables: dict[str, int]
+    meta: dict = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """One database of one engine kind. Subclasses never print; they raise DbsnapError subclasses."""
+
+    kind: ClassVar[str]
+    payload_suffix: ClassVar[str]
+
+    def __init__(self, db: Database, env: dict[str, str]) -> None:
+        self.db = db
+        self.env = env
+
+    def payload_name(self) -> str:
+        return f"db-{self.db.alias}{self.payload_suffix}"
+
+    @abstractmethod
+    def preflight(self, for_restore: bool = False) -> dict:
+        """Check the database is reachable and the tools usable; return versions and facts for the manifest."""
+
+    @abstractmethod
+    def dump(self, dest: Path, progress: Progress | None = None) -> DumpResult:
+        """Write a consistent compressed copy of the database to the new file ``dest``."""
+
+    @abstractmethod
+    def migration_rows(self) -> list[list[str]]:
+        """The live ``django_migrations`` rows as ``[app, name]``, in id order (empty if there is no table)."""
+
+    def other_sessions(self) -> list[str]:
+        """Other open sessions on the live database, described one per line (engines with sessions only)."""
+        return []
+
+    @abstractmethod
+    def prepare_restore(self, payload: Path, progress: Progress | None = None) -> dict:
+        """Build the snapshot's database beside the live one; the live one is not touched."""
+
+    @abstractmethod
+    def swap_in(self, state: dict) -> dict:
+        """Make the prepared database live, keeping the old one; all or nothing."""
+
+    @abstractmethod
+    def undo_swap(self, state: dict) -> None:
+        """Put the old database back after ``swap_in`` (idempotent)."""
+
+    @abstractmethod
+    def finish(self, state: dict) -> None:
+        """Drop the old database kept by ``swap_in`` (idempotent)."""
+
+    @abstractmethod
+    def discard(self, state: dict) -> None:
+        """Throw away a prepared database that was never swapped in (idempotent)."""
+
+    @abstractmethod
+    def is_swapped(self, state: dict) -> bool:
+        """Whether ``swap_in`` took effect, judged from the database itself (used by recovery)."""
+
+
+def tool_command(env: dict[str, str], var: str, default: str, bin_dir: str | None = None) -> list[str]:
+    """The command for an external tool: ``$var`` (a command line, e.g. run inside a container), else the binary
+    in ``bin_dir``, else ``default`` on PATH. Raise ExternalError naming the tool when it cannot be found."""
+    if env.get(var):
+        return shlex.split(env[var])
+    if bin_dir:
+        cand = Path(bin_dir) / default
+        if cand.exists():
+            return [str(cand)]
+    found = shutil.which(default, path=env.get("PATH"))
+    if not found:
+        raise ExternalError(
+            f"{default} not found on PATH",
+            hint=f"install the client tools (e.g. postgresql-client) or set {var} or DBSNAP_PG_BIN",
+        )
+    return [found]
+
+
+def run(argv: list[str], env: dict[str, str], what: str, timeout: float | None = None) -> str:
+    """Run a tool to completion and return its stdout; ExternalError with the tail of stderr on failure."""
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError as e:
+        raise ExternalError(f"{what}: {argv[0]} not found") from e
+    except subprocess.TimeoutExpired as e:
+        raise ExternalError(f"{what}: {argv[0]} did not finish within {timeout:.0f} s") from e
+    if proc.returncode != 0:
+        raise ExternalError(f"{what} failed: {tail(proc.stderr) or f'exit code {proc.returncode}'}")
+    return proc.stdout
+
+
+def tail(text: str, lines: int = 3) -> str:
+    """The last non-empty lines of a tool's output, joined into one line."""
+    rows = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    return " | ".join(rows[-lines:])
+
+
+@contextlib.contextmanager
+def stderr_file():
+    """A temporary file for a child's stderr: unbounded output never fills a pipe or memory."""
+    with tempfile.TemporaryFile(mode="w+b") as f:
+        yield f
+
+
+def read_tail(f) -> str:
+    f.seek(0, 2)
+    size = f.tell()
+    f.seek(max(0, size - 8192))
+    return tail(f.read().decode(errors="replace"))

@@ -1,0 +1,592 @@
+"""PostgreSQL: ``pg_dump -Fc -Z0`` through multi-threaded zstd; restore into a scratch database, swap by rename.
+
+The dump runs inside a snapshot exported by dbsnap's own REPEATABLE READ transaction (``pg_dump --snapshot``), so
+the row counts and ``django_migrations`` rows recorded in the manifest describe exactly the data in the dump.
+
+Restore is all or nothing. Where the role may create databases and owns the live one, the dump is restored into
+a scratch database created with the live one's owner, encoding, locale, settings and grants; both renames then
+happen in one transaction, and the old database is kept until the caller calls ``finish``. Where it may not,
+every object is dropped and the dump replayed inside one transaction (``psql --single-transaction``), whose id is
+recorded first so that recovery can ask the server whether it committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .. import faults
+from ..archive import compress_chunks, decompressed_chunks, read_chunks
+from ..errors import ExternalError, RollbackError
+from .base import DumpResult, Engine, Progress, read_tail, run, stderr_file, tool_command
+
+LOCK_TIMEOUT = "10s"
+# libpq settings that Django passes through OPTIONS and the command-line tools read from the environment.
+_OPTION_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "passfile": "PGPASSFILE",
+    "service": "PGSERVICE",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+# GUCs whose values are lists: each element must be quoted separately when copied (as pg_dump does).
+_LIST_GUCS = {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
+
+# Drops every object a Django project (or anything else) may have created, keeping the public schema itself
+# with its owner and grants. Extensions first (their objects go with them), then other schemas, then public.
+DROP_ALL_SQL = r"""
+DO $dbsnap$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' LOOP
+    EXECUTE format('DROP EXTENSION IF EXISTS %I CASCADE', r.extname);
+  END LOOP;
+  FOR r IN SELECT nspname FROM pg_namespace
+           WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\_%' LOOP
+    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', r.nspname);
+  END LOOP;
+  FOR r IN SELECT c.oid::regclass AS obj, c.relkind FROM pg_class c
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             AND NOT c.relispartition LOOP
+    EXECUTE format('DROP %s IF EXISTS %s CASCADE',
+      CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                     WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.obj);
+  END LOOP;
+  FOR r IN SELECT c.oid::regclass AS obj FROM pg_class c
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S' LOOP
+    EXECUTE format('DROP SEQUENCE IF EXISTS %s CASCADE', r.obj);
+  END LOOP;
+  FOR r IN SELECT p.oid::regprocedure AS obj FROM pg_proc p
+           WHERE p.pronamespace = 'public'::regnamespace LOOP
+    EXECUTE format('DROP ROUTINE IF EXISTS %s CASCADE', r.obj);
+  END LOOP;
+  FOR r IN SELECT t.oid::regtype AS obj FROM pg_type t
+           WHERE t.typnamespace = 'public'::regnamespace AND t.typtype IN ('c', 'd', 'e', 'r', 'm')
+             AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c') LOOP
+    EXECUTE format('DROP TYPE IF EXISTS %s CASCADE', r.obj);
+  END LOOP;
+END
+$dbsnap$;
+"""
+
+
+def _major(version_num: int) -> int:
+    return version_num // 10000 if version_num >= 100000 else version_num // 100
+
+
+def _client_major(text: str) -> tuple[int, str]:
+    m = re.search(r"(\d+)(?:\.(\d+))?", text)
+    if not m:
+        raise ExternalError(f"cannot read the version from {text.strip()!r}")
+    return int(m.group(1)), m.group(0)
+
+
+class PostgreSQLEngine(Engine):
+    kind = "postgresql"
+    payload_suffix = ".dump.zst"
+
+    # -- connections and tools --------------------------------------------------------------------------
+
+    def where(self) -> str:
+        return f"{self.db.host or 'local socket'}:{self.db.port or 5432} as {self.db.user or '(default user)'}"
+
+    def connect(self, dbname: str | None = None, autocommit: bool = True) -> psycopg.Connection:
+        """A connection to ``dbname`` (default: the live database); ExternalError naming host, port and user."""
+        kwargs = {k: v for k, v in self.db.options.items() if k in _OPTION_ENV or k == "connect_timeout"}
+        kwargs.setdefault("connect_timeout", 10)
+        try:
+            return psycopg.connect(
+                host=self.db.host or None,
+                port=self.db.port or None,
+                user=self.db.user or None,
+                password=self.db.password or None,
+                dbname=dbname or self.db.name,
+                application_name="dbsnap",
+                autocommit=autocommit,
+                **kwargs,
+            )
+        except psycopg.Error as e:
+            first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise ExternalError(
+                f"cannot connect to PostgreSQL database {dbname or self.db.name!r} at {self.where()}: {first}",
+                hint="check the server is running and the credentials in your settings or .env",
+            ) from e
+
+    def maintenance(self) -> psycopg.Connection:
+        """A connection to a database other than the live one, for CREATE/RENAME/DROP DATABASE."""
+        for name in ("postgres", "template1"):
+            if name == self.db.name:
+                continue
+            try:
+                return self.connect(name)
+            except ExternalError:
+                continue
+        raise ExternalError(f"cannot connect to a maintenance database (postgres or template1) at {self.where()}")
+
+    def tool_env(self, dbname: str | None = None) -> dict[str, str]:
+        """Environment for pg_dump/pg_restore/psql: connection settings and the password, never argv."""
+        env = {k: v for k, v in self.env.items() if not k.startswith("PG")}
+        for key, value in (
+            ("PGHOST", self.db.host),
+            ("PGPORT", self.db.port),
+            ("PGUSER", self.db.user),
+            ("PGPASSWORD", self.db.password),
+            ("PGDATABASE", dbname or self.db.name),
+        ):
+            if value:
+                env[key] = str(value)
+        for opt, var in _OPTION_ENV.items():
+            if opt in self.db.options:
+                env[var] = str(self.db.options[opt])
+        env["PGAPPNAME"] = "dbsnap"
+        env["PGCONNECT_TIMEOUT"] = str(self.db.options.get("connect_timeout", 10))
+        return env
+
+    def server_version(self) -> tuple[int, str]:
+        with self.connect() as conn:
+            num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+            text = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+        return _major(num), text
+
+    def tool(self, name: str, server_major: int) -> tuple[list[str], str]:
+        """The command for ``name`` and its version; ExternalError when it is missing or older than the server."""
+        var = {"pg_dump": "DBSNAP_PG_DUMP", "pg_restore": "DBSNAP_PG_RESTORE", "psql": "DBSNAP_PSQL"}[name]
+        candidates: list[list[str]] = []
+        with contextlib.suppress(ExternalError):
+            candidates.append(tool_command(self.env, var, name, self.env.get("DBSNAP_PG_BIN")))
+        if not self.env.get(var):
+            # Debian/Ubuntu install one client per major version side by side; use a new enough one.
+            for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: -int(p.parent.name or 0)):
+                if (d / name).exists():
+                    candidates.append([str(d / name)])
+        if not candidates:
+            raise ExternalError(
+                f"{name} not found on PATH",
+                hint="install the PostgreSQL client tools (e.g. apt install postgresql-client) or set DBSNAP_PG_BIN",
+            )
+        best: tuple[list[str], int, str] | None = None
+        for cmd in candidates:
+            try:
+                major, ver = _client_major(run([*cmd, "--version"], self.env, f"{name} --version", timeout=30))
+            except ExternalError:
+                continue
+            if major >= server_major:
+                return cmd, ver
+            if best is None or major > best[1]:
+                best = (cmd, major, ver)
+        if best is None:
+            raise ExternalError(f"{name} could not be run ({' '.join(candidates[0])})")
+        raise ExternalError(
+            f"{name} {best[2]} is older than the PostgreSQL server ({server_major}): it cannot handle this server",
+            hint=f"install postgresql-client-{server_major} or point DBSNAP_PG_BIN at a {server_major}+ bin folder",
+        )
+
+    # -- facts --------------------------------------------------------------------------------------------
+
+    def preflight(self, for_restore: bool = False) -> dict:
+        server_major, server_text = self.server_version()
+        names = ("pg_restore", "psql") if for_restore else ("pg_dump",)
+        versions = {name: self.tool(name, server_major)[1] for name in names}
+        return {"server_version": server_text, "client_version": versions}
+
+    @staticmethod
+    def _migration_rows(conn: psycopg.Connection) -> list[list[str]]:
+        if conn.execute("SELECT to_regclass('django_migrations')").fetchone()[0] is None:
+            return []
+        return [list(r) for r in conn.execute("SELECT app, name FROM django_migrations ORDER BY id")]
+
+    @staticmethod
+    def _table_counts(conn: psycopg.Connection) -> dict[str, int]:
+        tables = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg\\_%' AND NOT c.relispartition "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') "
+            "ORDER BY 1, 2"
+        ).fetchall()
+        counts = {}
+        for schema, name in tables:
+            key = name if schema == "public" else f"{schema}.{name}"
+            q = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+            counts[key] = conn.execute(q).fetchone()[0]
+        return counts
+
+    def migration_rows(self) -> list[list[str]]:
+        with self.connect() as conn:
+            return self._migration_rows(conn)
+
+    def table_counts(self) -> dict[str, int]:
+        with self.connect() as conn:
+            return self._table_counts(conn)
+
+    def other_sessions(self) -> list[str]:
+        with self.maintenance() as conn:
+            rows = conn.execute(
+                "SELECT pid, usename, application_name, client_addr, state FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self.db.name,),
+            ).fetchall()
+        return [f"pid {p} user {u} app {a or '-'} from {c or 'local'} ({s or 'idle'})" for p, u, a, c, s in rows]
+
+    # -- dump ----------------------------------------------------------------------------------------------
+
+    def dump(self, dest: Path, progress: Progress | None = None) -> DumpResult:
+        server_major, _ = self.server_version()
+        pg_dump, _ = self.tool("pg_dump", server_major)
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            with stderr_file() as err:
+                proc = subprocess.Popen(
+                    [*pg_dump, "-Fc", "-Z0", "--no-password", f"--snapshot={snapshot}"],
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env=self.tool_env(),
+                )
+                result: dict = {}
+
+                def pump() -> None:
+                    try:
+                        assert proc.stdout is not None
+                        chunks = read_chunks(proc.stdout)
+                        if progress:
+                            chunks = _counting(chunks, progress)
+                        result["info"] = compress_chunks(chunks, dest)
+                    except BaseException as e:
+                        result["error"] = e
+                        proc.kill()
+
+                t = threading.Thread(target=pump, name="dbsnap-compress", daemon=True)
+                t.start()
+                try:
+                    # Same transaction snapshot as the dump: these facts describe exactly what is in it.
+                    rows = self._migration_rows(conn)
+                    tables = self._table_counts(conn)
+                finally:
+                    while t.is_alive():
+                        t.join(0.2)
+                    rc = proc.wait()
+                if "error" in result:
+                    raise result["error"]
+                if rc != 0:
+                    raise ExternalError(f"pg_dump of {self.db.name!r} failed: {read_tail(err) or f'exit code {rc}'}")
+        except BaseException:
+            with contextlib.suppress(NameError, ProcessLookupError):
+                proc.kill()  # type: ignore[possibly-undefined]
+            raise
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+            conn.close()
+        return DumpResult(payload=result["info"], migrations=rows, tables=tables)
+
+    # -- restore: facts about the live database ----------------------------------------------------------
+
+    def _db_props(self, conn: psycopg.Connection, name: str) -> dict | None:
+        row = conn.execute(
+            "SELECT row_to_json(d)::jsonb || jsonb_build_object("
+            " 'owner', pg_get_userbyid(d.datdba), 'encoding_name', pg_encoding_to_char(d.encoding),"
+            " 'tablespace', (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace),"
+            " 'comment', shobj_description(d.oid, 'pg_database')) FROM pg_database d WHERE datname = %s",
+            (name,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def can_swap(self, conn: psycopg.Connection, owner: str) -> bool:
+        """Whether this role can create databases and rename the live one (else: in-transaction restore)."""
+        return bool(
+            conn.execute(
+                "SELECT (r.rolsuper OR r.rolcreatedb) AND pg_has_role(current_user, %s, 'MEMBER') "
+                "FROM pg_roles r WHERE r.rolname = current_user",
+                (owner,),
+            ).fetchone()[0]
+        )
+
+    def restore_mode(self) -> str:
+        with self.maintenance() as conn:
+            props = self._db_props(conn, self.db.name)
+            if props is None:
+                raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
+            return "swap" if self.can_swap(conn, props["owner"]) else "transaction"
+
+    # -- restore: swap mode -----------------------------------------------------------------------------
+
+    def prepare_restore(self, payload: Path, progress: Progress | None = None) -> dict:
+        server_major, _ = self.server_version()
+        with self.maintenance() as conn:
+            props = self._db_props(conn, self.db.name)
+            if props is None:
+                raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
+            token = secrets.token_hex(3)
+            base = self.db.name[:40]
+            state = {
+                "mode": "swap" if self.can_swap(conn, props["owner"]) else "transaction",
+                "live": self.db.name,
+                "scratch": f"{base}_dbsnap_new_{token}",
+                "old": f"{base}_dbsnap_old_{token}",
+                "payload": str(payload),
+            }
+            if state["mode"] == "transaction":
+                self.tool("psql", server_major)
+                self.tool("pg_restore", server_major)
+                return state
+            self._create_like(conn, props, state["scratch"])
+        try:
+            faults.point("pg.after-create-scratch")
+            pg_restore, _ = self.tool("pg_restore", server_major)
+            self._pg_restore(pg_restore, payload, state["scratch"], progress)
+        except BaseException:
+            self.discard(state)
+            raise
+        return state
+
+    def _create_like(self, conn: psycopg.Connection, p: dict, name: str) -> None:
+        """CREATE DATABASE ``name`` with the live database's owner, encoding, locale, settings, grants, comment."""
+        parts = [
+            sql.SQL("CREATE DATABASE {} WITH TEMPLATE template0 OWNER {} ENCODING {}").format(
+                sql.Identifier(name), sql.Identifier(p["owner"]), sql.Literal(p["encoding_name"])
+            )
+        ]
+        if p.get("datlocprovider") == "i":
+            parts.append(
+                sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(
+                    sql.Literal(p.get("daticulocale") or p.get("datlocale"))
+                )
+            )
+        parts.append(
+            sql.SQL("LC_COLLATE {} LC_CTYPE {} CONNECTION LIMIT {}").format(
+                sql.Literal(p["datcollate"]), sql.Literal(p["datctype"]), sql.Literal(int(p["datconnlimit"]))
+            )
+        )
+        if p.get("tablespace") and p["tablespace"] != "pg_default":
+            parts.append(sql.SQL("TABLESPACE {}").format(sql.Identifier(p["tablespace"])))
+        conn.execute(sql.SQL(" ").join(parts))
+        try:
+            ident = sql.Identifier(name)
+            settings = conn.execute(
+                "SELECT pg_get_userbyid(setrole), setrole, setconfig FROM pg_db_role_setting WHERE setdatabase = %s",
+                (int(p["oid"]),),
+            ).fetchall()
+            for role, role_oid, config in settings:
+                for item in config or []:
+                    key, _, value = item.partition("=")
+                    if key in _LIST_GUCS:
+                        vals = [v.strip().strip('"') for v in value.split(",") if v.strip()]
+                        val = sql.SQL(", ").join(sql.Literal(v) for v in vals)
+                    else:
+                        val = sql.Literal(value)
+                    target = sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(role), ident) if role_oid else None
+                    stmt = sql.SQL("ALTER {} SET {} TO {}").format(
+                        target or sql.SQL("DATABASE {}").format(ident), sql.Identifier(key), val
+                    )
+                    conn.execute(stmt)
+            if p.get("datacl"):
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+                grants = conn.execute(
+                    "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,"
+                    " a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s",
+                    (p["datname"],),
+                ).fetchall()
+                for grantee, priv, grantable in grants:
+                    conn.execute(
+                        sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                            sql.SQL(priv),
+                            ident,
+                            sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                            sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL(""),
+                        )
+                    )
+            if p.get("comment"):
+                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, sql.Literal(p["comment"])))
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            raise
+
+    def _pg_restore(self, pg_restore: list[str], payload: Path, dbname: str, progress: Progress | None) -> None:
+        argv = [*pg_restore, "--no-password", "--exit-on-error", "--single-transaction", "-d", dbname]
+        self._feed(argv, payload, progress, env=self.tool_env(dbname), what=f"pg_restore into {dbname!r}")
+
+    def _feed(self, argv: list[str], payload: Path, progress: Progress | None, env: dict, what: str, head: str = ""):
+        """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError if it fails."""
+        with stderr_file() as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+            assert proc.stdin is not None
+            try:
+                try:
+                    if head:
+                        proc.stdin.write(head.encode())
+                    for chunk in decompressed_chunks(payload, progress):
+                        proc.stdin.write(chunk)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # the tool stopped reading: its exit code and stderr say why
+                rc = proc.wait()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            if rc != 0:
+                raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
+
+    def _terminate_others(self, conn: psycopg.Connection, name: str, wait: float = 5.0) -> None:
+        """Terminate the other sessions on ``name`` and wait (bounded) until they are gone."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()[0]
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    def _rename_pair(self, first: tuple[str, str], second: tuple[str, str], retries: int = 50) -> None:
+        """Rename two databases in one transaction (both or neither), terminating sessions on them first."""
+        with self.maintenance() as conn:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            last: Exception | None = None
+            for _ in range(retries):
+                self._terminate_others(conn, first[0])
+                self._terminate_others(conn, second[0])
+                try:
+                    with conn.transaction():
+                        for a, b in (first, second):
+                            conn.execute(
+                                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(a), sql.Identifier(b))
+                            )
+                    return
+                except (psycopg.errors.ObjectInUse, psycopg.errors.LockNotAvailable) as e:
+                    last = e  # a client reconnected between terminate and rename: try again
+                    time.sleep(0.1)
+            raise RollbackError(f"could not swap databases: sessions keep reconnecting to {first[0]!r} ({last})")
+
+    def swap_in(self, state: dict) -> dict:
+        if state["mode"] == "transaction":
+            return self._restore_in_transaction(state)
+        self._rename_pair((state["live"], state["old"]), (state["scratch"], state["live"]))
+        return state
+
+    def undo_swap(self, state: dict) -> None:
+        if state["mode"] == "transaction":
+            raise RollbackError(
+                f"database {state['live']!r} was restored in place and cannot be swapped back",
+                hint="roll back to the safety snapshot to return to the previous state",
+            )
+        with self.maintenance() as conn:
+            exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+        if state["old"] in exists:
+            self._rename_pair((state["live"], state["scratch"]), (state["old"], state["live"]))
+
+    def _drop(self, name: str) -> None:
+        with self.maintenance() as conn:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            self._terminate_others(conn, name)
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+    def finish(self, state: dict) -> None:
+        if state["mode"] == "swap":
+            self._drop(state["old"])
+
+    def discard(self, state: dict) -> None:
+        if state["mode"] == "swap":
+            self._drop(state["scratch"])
+
+    def is_swapped(self, state: dict) -> bool:
+        if state["mode"] == "transaction":
+            if not state.get("xid"):
+                return False
+            with self.maintenance() as conn:
+                status = conn.execute("SELECT pg_xact_status(%s::xid8)", (state["xid"],)).fetchone()[0]
+            return status == "committed"
+        with self.maintenance() as conn:
+            exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+        return state["old"] in exists and state["scratch"] not in exists
+
+    # -- restore: in-transaction mode (no CREATEDB) -------------------------------------------------------
+
+    def _restore_in_transaction(self, state: dict) -> dict:
+        """Drop everything and replay the dump in ONE transaction: it commits whole or not at all."""
+        server_major, _ = self.server_version()
+        psql, _ = self.tool("psql", server_major)
+        pg_restore, _ = self.tool("pg_restore", server_major)
+        with self.maintenance() as conn:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            self._terminate_others(conn, state["live"])
+        # pg_restore turns the archive into SQL; psql runs it after our prologue, all in one transaction.
+        with stderr_file() as err:
+            dec = subprocess.Popen(
+                [*pg_restore, "--no-password", "-f", "-", "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=self.tool_env(),
+            )
+            feeder = threading.Thread(target=self._pipe_payload, args=(dec, Path(state["payload"])), daemon=True)
+            feeder.start()
+            xid_marker = f"dbsnap-xid-{secrets.token_hex(4)}"
+            head = (
+                f"SET lock_timeout = '{LOCK_TIMEOUT}';\n"
+                f"SELECT '{xid_marker}:' || pg_current_xact_id();\n" + DROP_ALL_SQL
+            )
+            psql_proc = subprocess.Popen(
+                [*psql, "--no-password", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=self.tool_env(),
+            )
+            assert psql_proc.stdin is not None and psql_proc.stdout is not None and dec.stdout is not None
+            # Learn the transaction id before it can commit: the journal records it, so recovery can ask the
+            # server (pg_xact_status) whether the restore committed.
+            psql_proc.stdin.write(head.encode())
+            psql_proc.stdin.flush()
+            line = psql_proc.stdout.readline().decode().strip()
+            if line.startswith(xid_marker + ":"):
+                state["xid"] = line.split(":", 1)[1]
+                if state.get("on_xid"):
+                    state["on_xid"](state)
+            faults.point("pg.transaction-before-commit")
+            try:
+                for chunk in read_chunks(dec.stdout):
+                    psql_proc.stdin.write(chunk)
+                psql_proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            rc = psql_proc.wait()
+            dec.wait()
+            feeder.join()
+            if rc != 0 or dec.returncode != 0:
+                raise ExternalError(f"restore of {state['live']!r} failed and was rolled back: {read_tail(err)}")
+        state.pop("on_xid", None)
+        return state
+
+    @staticmethod
+    def _pipe_payload(proc: subprocess.Popen, payload: Path) -> None:
+        assert proc.stdin is not None
+        try:
+            for chunk in decompressed_chunks(payload):
+                proc.stdin.write(chunk)
+        except (BrokenPipeError, Exception):
+            proc.kill()
+        finally:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                proc.stdin.close()
+
+
+def _counting(chunks, progress):
+    for c in chunks:
+        progress(len(c))
+        yield c

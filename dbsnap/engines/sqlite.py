@@ -1,0 +1,167 @@
+"""SQLite: a consistent copy with the backup API, compressed; restore to a file beside the live one + rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+from pathlib import Path
+
+from ..archive import compress_chunks, decompressed_chunks, read_chunks
+from ..errors import ExternalError, IntegrityError, RollbackError
+from ..fsutil import fsync_dir, remove_tree
+from .base import DumpResult, Engine, Progress
+
+SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _connect(path: Path | str, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"file:{Path(path).as_posix()}?mode=ro" if readonly else f"file:{Path(path).as_posix()}"
+    return sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+
+
+def migration_rows(conn: sqlite3.Connection) -> list[list[str]]:
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='django_migrations'").fetchone()
+    if not has:
+        return []
+    return [list(r) for r in conn.execute("SELECT app, name FROM django_migrations ORDER BY id")]
+
+
+def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
+    return {n: conn.execute(f'SELECT count(*) FROM "{n.replace(chr(34), chr(34) * 2)}"').fetchone()[0] for n in names}
+
+
+class SQLiteEngine(Engine):
+    kind = "sqlite"
+    payload_suffix = ".sqlite3.zst"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.db.name)
+
+    def preflight(self, for_restore: bool = False) -> dict:
+        if not for_restore and not self.path.is_file():
+            raise ExternalError(f"SQLite database {self.path} does not exist", hint="run 'manage.py migrate' first")
+        if for_restore and not self.path.parent.is_dir():
+            raise ExternalError(f"folder {self.path.parent} of the SQLite database does not exist")
+        return {"server_version": sqlite3.sqlite_version, "client_version": sqlite3.sqlite_version}
+
+    def dump(self, dest: Path, progress: Progress | None = None) -> DumpResult:
+        raw = dest.with_name(dest.name + ".raw")
+        try:
+            try:
+                src = _connect(self.path, readonly=True)
+                dst = sqlite3.connect(raw)
+                # One step (pages=-1): a single read transaction, so the copy is consistent even while the
+                # application writes (it never restarts, unlike a paged backup under concurrent writes).
+                src.backup(dst)
+                src.close()
+            except sqlite3.Error as e:
+                raise ExternalError(f"cannot copy SQLite database {self.path}: {e}") from e
+            rows = migration_rows(dst)
+            tables = table_counts(dst)
+            dst.close()
+            with open(raw, "rb") as f:
+                info = compress_chunks(_progress_chunks(read_chunks(f), progress), dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                raw.unlink()
+        return DumpResult(payload=info, migrations=rows, tables=tables)
+
+    def migration_rows(self) -> list[list[str]]:
+        if not self.path.exists():
+            return []
+        conn = _connect(self.path, readonly=True)
+        try:
+            return migration_rows(conn)
+        finally:
+            conn.close()
+
+    def prepare_restore(self, payload: Path, progress: Progress | None = None) -> dict:
+        new = self.path.with_name(f".{self.path.name}.dbsnap-new-{secrets.token_hex(4)}")
+        state = {"live": str(self.path), "new": str(new), "old": str(self.path) + ".dbsnap-old"}
+        try:
+            with open(new, "xb") as f:
+                for chunk in decompressed_chunks(payload, progress):
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(new, self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644)
+            conn = sqlite3.connect(new)
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+            conn.close()
+            if ok != "ok":
+                raise IntegrityError(f"restored SQLite file fails quick_check: {ok}")
+        except BaseException:
+            self.discard(state)
+            raise
+        return state
+
+    def _checkpoint_live(self) -> None:
+        """Fold any WAL into the live file so that no stale -wal is left next to the restored file."""
+        if not self.path.exists():
+            return
+        conn = _connect(self.path)
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+        wal = Path(str(self.path) + "-wal")
+        if busy or (wal.exists() and wal.stat().st_size > 0):
+            raise RollbackError(
+                f"another process is writing to {self.path}; nothing was changed",
+                hint="stop the application (runserver, workers) and retry",
+            )
+
+    def swap_in(self, state: dict) -> dict:
+        live, new, old = Path(state["live"]), Path(state["new"]), Path(state["old"])
+        self._checkpoint_live()
+        if live.exists():
+            remove_tree(old)
+            # A hard link keeps the old database reachable while the new file is renamed over the live name,
+            # so the live path never disappears, not even for an instant.
+            try:
+                os.link(live, old)
+            except OSError:
+                import shutil
+
+                shutil.copy2(live, old)
+            fsync_dir(live.parent)
+        os.replace(new, live)
+        fsync_dir(live.parent)
+        for s in SIDECARS[:2]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(live) + s)
+        return state
+
+    def undo_swap(self, state: dict) -> None:
+        live, old = Path(state["live"]), Path(state["old"])
+        if old.exists():
+            os.replace(old, live)
+            fsync_dir(live.parent)
+        for s in SIDECARS[:2]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(live) + s)
+
+    def finish(self, state: dict) -> None:
+        remove_tree(Path(state["old"]))
+
+    def discard(self, state: dict) -> None:
+        remove_tree(Path(state["new"]))
+
+    def is_swapped(self, state: dict) -> bool:
+        return not Path(state["new"]).exists()
+
+
+def _progress_chunks(chunks, progress):
+    for c in chunks:
+        if progress:
+            progress(len(c))
+        yield c

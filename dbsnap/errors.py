@@ -1,0 +1,72 @@
+"""One error hierarchy; each class carries the exit code the CLI uses.
+
+The CLI is the only place that turns these into a message and an exit code; the library raises them and never
+prints. Every message is one line that names what went wrong; ``hint`` says what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class DbsnapError(Exception):
+    """Base class: an expected failure with a one-line message and an exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(DbsnapError):
+    """Bad arguments: invalid name, missing confirmation, conflicting flags."""
+
+    exit_code = 2
+
+
+class SnapshotNotFound(DbsnapError):
+    """The named snapshot does not exist in the store."""
+
+    exit_code = 3
+
+
+class ConfigError(DbsnapError):
+    """The project, its settings or the dbsnap configuration cannot be used."""
+
+    exit_code = 4
+
+
+class ExternalError(DbsnapError):
+    """An external tool failed, is missing or too old, or the database cannot be reached."""
+
+    exit_code = 5
+
+
+class IntegrityError(DbsnapError):
+    """A snapshot is damaged or a verification found a difference."""
+
+    exit_code = 6
+
+
+class ResetError(DbsnapError):
+    """A reset step failed; the message names the step and the safety snapshot."""
+
+    exit_code = 7
+
+
+class RollbackError(DbsnapError):
+    """A rollback could not complete; the message describes the state left behind."""
+
+    exit_code = 8
+
+
+class StoreLocked(DbsnapError):
+    """Another dbsnap process holds the store lock."""
+
+    exit_code = 11
+
+
+class Interrupted(DbsnapError):
+    """The user pressed Ctrl-C; whatever was half-done has been undone."""
+
+    exit_code = 130

@@ -1,0 +1,284 @@
+"""The on-disk snapshot store: staged in ``.tmp/``, committed by rename, never modified after commit.
+
+A snapshot is visible in the store only once complete: payloads and manifest are written into a staging folder
+under ``.tmp/``, fsynced, then the folder is renamed into place. Kill -9 at any moment leaves either no snapshot
+or a whole one; debris under ``.tmp/`` is removed by the next locked run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from . import faults
+from .errors import IntegrityError, SnapshotNotFound, UsageError
+from .fsutil import atomic_write, exchange, fsync_dir, private_dir, remove_tree, sha256_file
+
+FORMAT = "dbsnap-snapshot"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TMP = ".tmp"
+JOURNAL = ".journal.json"
+MAX_NAME = 100
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Fields a user may change after commit (pin/unpin); everything else is sealed by manifest_sha256.
+MUTABLE_FIELDS = ("pinned", "manifest_sha256")
+REQUIRED_FIELDS = (
+    "format",
+    "format_version",
+    "name",
+    "created_at",
+    "origin",
+    "databases",
+    "migrations",
+    "files",
+)
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid snapshot name, else raise UsageError saying why."""
+    if not name:
+        raise UsageError("invalid snapshot name: empty")
+    if len(name) > MAX_NAME:
+        raise UsageError(f"invalid snapshot name {name[:20]!r}...: longer than {MAX_NAME} characters")
+    if name.startswith("."):
+        raise UsageError(f"invalid snapshot name {name!r}: must not start with a dot")
+    if ".." in name or "/" in name or "\\" in name or not _NAME_RE.match(name):
+        raise UsageError(
+            f"invalid snapshot name {name!r}: use letters, digits, '.', '_' and '-' only (no path separators or '..')"
+        )
+    if name == "latest":
+        raise UsageError("invalid snapshot name 'latest': it is reserved for the newest snapshot")
+    return name
+
+
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 over the canonical JSON of the manifest's sealed fields."""
+    sealed = {k: v for k, v in manifest.items() if k not in MUTABLE_FIELDS}
+    blob = json.dumps(sealed, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def dump_manifest(manifest: dict) -> str:
+    manifest = dict(manifest)
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+@dataclass
+class Snapshot:
+    """A committed snapshot: its folder and parsed manifest."""
+
+    name: str
+    path: Path
+    manifest: dict
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromisoformat(self.manifest["created_at"].replace("Z", "+00:00"))
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.manifest.get("pinned"))
+
+    @property
+    def origin(self) -> str:
+        return self.manifest.get("origin", "manual")
+
+    @property
+    def size(self) -> int:
+        return sum(f["bytes"] for f in self.manifest.get("files", {}).values())
+
+    @property
+    def databases(self) -> dict:
+        return self.manifest.get("databases", {})
+
+
+class Store:
+    """A snapshot store rooted at a folder (``snapshots/`` by default)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / TMP
+
+    @property
+    def journal_path(self) -> Path:
+        return self.root / JOURNAL
+
+    def ensure(self) -> None:
+        """Create the store (0700) with its ``.gitignore`` and staging folder if missing."""
+        private_dir(self.root)
+        gi = self.root / ".gitignore"
+        if not gi.exists():
+            atomic_write(gi, "*\n")
+        private_dir(self.tmp)
+
+    def clean_tmp(self) -> list[str]:
+        """Remove staging debris left by killed runs. Call only while holding the store lock."""
+        removed = []
+        if self.tmp.is_dir():
+            for p in self.tmp.iterdir():
+                remove_tree(p)
+                removed.append(p.name)
+        return removed
+
+    # -- staging and commit -------------------------------------------------------------------------------
+
+    def stage(self, name: str) -> Path:
+        """A fresh private staging folder for snapshot ``name``."""
+        self.ensure()
+        path = self.tmp / f"{name}.{secrets.token_hex(4)}"
+        path.mkdir(mode=0o700)
+        return path
+
+    def commit(self, staged: Path, name: str, force: bool = False) -> Snapshot:
+        """Move a complete staged snapshot into place; with ``force`` replace an existing one atomically."""
+        validate_name(name)
+        for p in staged.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(staged)
+        dest = self.root / name
+        faults.point("store.before-commit")
+        if dest.exists():
+            if not force:
+                raise UsageError(f"snapshot {name!r} already exists", hint="use --force to replace it")
+            if not exchange(staged, dest):
+                # No atomic exchange here: move the old one aside first; a crash between the two renames
+                # leaves the old snapshot in .tmp, and the new one too, which is the best this file system allows.
+                aside = self.tmp / f"{name}.replaced.{secrets.token_hex(4)}"
+                os.rename(dest, aside)
+                os.rename(staged, dest)
+                staged = aside
+            remove_tree(staged)
+        else:
+            os.rename(staged, dest)
+        fsync_dir(self.root)
+        return self.get(name)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def _load(self, path: Path) -> Snapshot | None:
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(manifest, dict):
+            return None
+        return Snapshot(name=path.name, path=path, manifest=manifest)
+
+    def list(self) -> list[Snapshot]:
+        """Committed snapshots, oldest first (ties by name)."""
+        if not self.root.is_dir():
+            return []
+        snaps = []
+        for p in self.root.iterdir():
+            if p.name.startswith(".") or not p.is_dir():
+                continue
+            s = self._load(p)
+            if s is not None and "created_at" in s.manifest:
+                snaps.append(s)
+        return sorted(snaps, key=lambda s: (s.created_at, s.name))
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name / MANIFEST).is_file()
+
+    def get(self, name: str) -> Snapshot:
+        """The snapshot called ``name`` (``latest`` = the newest); SnapshotNotFound suggests close names."""
+        snaps = self.list()
+        if name == "latest":
+            if not snaps:
+                raise SnapshotNotFound(f"no snapshots in {self.root}", hint="create one with 'dbsnap save'")
+            return snaps[-1]
+        if not name.startswith(".") and "/" not in name:
+            for s in snaps:
+                if s.name == name:
+                    return s
+        close = difflib.get_close_matches(name, [s.name for s in snaps], n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "run 'dbsnap list' to see the snapshots"
+        raise SnapshotNotFound(f"snapshot {name!r} not found in {self.root}", hint=hint)
+
+    # -- changing ---------------------------------------------------------------------------------------------
+
+    def delete(self, snap: Snapshot) -> None:
+        """Remove a snapshot: it disappears at once (rename into .tmp), then its files are deleted."""
+        self.ensure()
+        aside = self.tmp / f"{snap.name}.deleted.{secrets.token_hex(4)}"
+        os.rename(snap.path, aside)
+        fsync_dir(self.root)
+        remove_tree(aside)
+
+    def set_pinned(self, snap: Snapshot, pinned: bool) -> Snapshot:
+        """Pin or unpin a snapshot by rewriting its manifest atomically (the only post-commit change)."""
+        self.verify_manifest(snap)
+        manifest = dict(snap.manifest)
+        manifest["pinned"] = pinned
+        atomic_write(snap.path / MANIFEST, dump_manifest(manifest))
+        return self.get(snap.name)
+
+    # -- integrity ----------------------------------------------------------------------------------------
+
+    def verify_manifest(self, snap: Snapshot) -> None:
+        """Check the manifest's format, required fields and seal; raise IntegrityError naming the problem."""
+        m = snap.manifest
+        if m.get("format") != FORMAT:
+            raise IntegrityError(f"snapshot {snap.name!r}: {MANIFEST} is not a dbsnap manifest")
+        if m.get("format_version") != FORMAT_VERSION:
+            raise IntegrityError(
+                f"snapshot {snap.name!r}: unknown manifest format version {m.get('format_version')!r} "
+                f"(this dbsnap reads version {FORMAT_VERSION})",
+                hint="upgrade dbsnap",
+            )
+        missing = [k for k in REQUIRED_FIELDS if k not in m]
+        if missing:
+            raise IntegrityError(f"snapshot {snap.name!r}: {MANIFEST} lacks {', '.join(missing)}")
+        if m.get("manifest_sha256") != manifest_digest(m):
+            raise IntegrityError(f"snapshot {snap.name!r}: {MANIFEST} was modified after the snapshot was taken")
+
+    def verify_checksums(self, snap: Snapshot) -> None:
+        """Check the manifest, then every payload's size and SHA-256; no extra or missing files allowed."""
+        self.verify_manifest(snap)
+        files: dict = snap.manifest["files"]
+        present = {p.name for p in snap.path.iterdir()} - {MANIFEST}
+        extra = sorted(present - set(files))
+        if extra:
+            raise IntegrityError(f"snapshot {snap.name!r}: unexpected file {extra[0]} (not in the manifest)")
+        for fname, meta in sorted(files.items()):
+            path = snap.path / fname
+            if not path.is_file():
+                raise IntegrityError(f"snapshot {snap.name!r}: payload {fname} is missing")
+            size = path.stat().st_size
+            if size != meta["bytes"]:
+                raise IntegrityError(
+                    f"snapshot {snap.name!r}: payload {fname} is {size} bytes, the manifest says {meta['bytes']}"
+                )
+            if sha256_file(path) != meta["sha256"]:
+                raise IntegrityError(f"snapshot {snap.name!r}: payload {fname} fails its SHA-256 checksum")
+
+    # -- rollback journal -----------------------------------------------------------------------------------
+
+    def read_journal(self) -> dict | None:
+        try:
+            return json.loads(self.journal_path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def write_journal(self, journal: dict) -> None:
+        self.ensure()
+        atomic_write(self.journal_path, json.dumps(journal, indent=2, sort_keys=True))
+
+    def clear_journal(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+        fsync_dir(self.root)

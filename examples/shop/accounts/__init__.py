@@ -1,0 +1,1 @@
+"""Accounts app: the project's custom user model."""

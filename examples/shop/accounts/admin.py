@@ -1,0 +1,14 @@
+"""Admin registration for accounts."""
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from .models import User
+
+
+@admin.register(User)
+class ShopUserAdmin(UserAdmin):
+    """Default user admin plus the ``phone`` field."""
+
+    fieldsets = (*UserAdmin.fieldsets, ("Contact", {"fields": ("phone",)}))
+    list_display = ("username", "email", "phone", "is_staff")

@@ -1,0 +1,1 @@
+"""Orders app: orders and their line items."""

@@ -1,0 +1,1 @@
+"""Example Django project used by the dbsnap demo and test suite."""
