@@ -46,6 +46,9 @@ class Engine(ABC):
     def __init__(self, db: Database, env: dict[str, str]) -> None:
         self.db = db
         self.env = env
+        # Called with the restore state whenever an engine learns something recovery needs (the rollback
+        # pipeline writes it to the journal before going on).
+        self.checkpoint: Callable[[dict], None] = lambda state: None
 
     def payload_name(self) -> str:
         return f"db-{self.db.alias}{self.payload_suffix}"
@@ -67,7 +70,11 @@ class Engine(ABC):
         return []
 
     @abstractmethod
-    def prepare_restore(self, payload: Path, progress: Progress | None = None) -> dict:
+    def new_restore_state(self, payload: Path) -> dict:
+        """Choose the names a restore will use (recorded in the journal before anything is created)."""
+
+    @abstractmethod
+    def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
         """Build the snapshot's database beside the live one; the live one is not touched."""
 
     @abstractmethod

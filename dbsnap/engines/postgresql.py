@@ -322,30 +322,31 @@ class PostgreSQLEngine(Engine):
 
     # -- restore: swap mode -----------------------------------------------------------------------------
 
-    def prepare_restore(self, payload: Path, progress: Progress | None = None) -> dict:
+    def new_restore_state(self, payload: Path) -> dict:
+        token = secrets.token_hex(3)
+        base = self.db.name[:40]
+        return {
+            "mode": self.restore_mode(),
+            "live": self.db.name,
+            "scratch": f"{base}_dbsnap_new_{token}",
+            "old": f"{base}_dbsnap_old_{token}",
+            "payload": str(payload),
+        }
+
+    def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
         server_major, _ = self.server_version()
+        pg_restore, _ = self.tool("pg_restore", server_major)
+        if state["mode"] == "transaction":
+            self.tool("psql", server_major)
+            return state  # everything happens in swap_in, inside one transaction
         with self.maintenance() as conn:
             props = self._db_props(conn, self.db.name)
             if props is None:
                 raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
-            token = secrets.token_hex(3)
-            base = self.db.name[:40]
-            state = {
-                "mode": "swap" if self.can_swap(conn, props["owner"]) else "transaction",
-                "live": self.db.name,
-                "scratch": f"{base}_dbsnap_new_{token}",
-                "old": f"{base}_dbsnap_old_{token}",
-                "payload": str(payload),
-            }
-            if state["mode"] == "transaction":
-                self.tool("psql", server_major)
-                self.tool("pg_restore", server_major)
-                return state
             self._create_like(conn, props, state["scratch"])
         try:
             faults.point("pg.after-create-scratch")
-            pg_restore, _ = self.tool("pg_restore", server_major)
-            self._pg_restore(pg_restore, payload, state["scratch"], progress)
+            self._pg_restore(pg_restore, Path(state["payload"]), state["scratch"], progress)
         except BaseException:
             self.discard(state)
             raise
@@ -556,8 +557,7 @@ class PostgreSQLEngine(Engine):
             line = psql_proc.stdout.readline().decode().strip()
             if line.startswith(xid_marker + ":"):
                 state["xid"] = line.split(":", 1)[1]
-                if state.get("on_xid"):
-                    state["on_xid"](state)
+                self.checkpoint(state)
             faults.point("pg.transaction-before-commit")
             try:
                 for chunk in read_chunks(dec.stdout):
@@ -570,7 +570,6 @@ class PostgreSQLEngine(Engine):
             feeder.join()
             if rc != 0 or dec.returncode != 0:
                 raise ExternalError(f"restore of {state['live']!r} failed and was rolled back: {read_tail(err)}")
-        state.pop("on_xid", None)
         return state
 
     @staticmethod

@@ -84,9 +84,12 @@ class SQLiteEngine(Engine):
         finally:
             conn.close()
 
-    def prepare_restore(self, payload: Path, progress: Progress | None = None) -> dict:
+    def new_restore_state(self, payload: Path) -> dict:
         new = self.path.with_name(f".{self.path.name}.dbsnap-new-{secrets.token_hex(4)}")
-        state = {"live": str(self.path), "new": str(new), "old": str(self.path) + ".dbsnap-old"}
+        return {"live": str(self.path), "new": str(new), "old": str(self.path) + ".dbsnap-old", "payload": str(payload)}
+
+    def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
+        new, payload = Path(state["new"]), Path(state["payload"])
         try:
             with open(new, "xb") as f:
                 for chunk in decompressed_chunks(payload, progress):

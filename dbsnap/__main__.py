@@ -1,0 +1,5 @@
+"""``python -m dbsnap``."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,120 @@
+"""One function per verb. Each takes a Context, returns a result, never prints; the CLI renders it.
+
+Every verb that writes holds the store lock; on taking it, it first finishes or undoes a rollback that a killed
+run left behind, and clears staging debris, so it always starts from a whole state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from . import locking
+from . import rollback as rb
+from .archive import check_stream
+from .context import Context
+from .errors import UsageError
+from .snapshot import SaveResult, default_name, take_snapshot
+from .store import Snapshot, validate_name
+
+
+@contextlib.contextmanager
+def locked(ctx: Context, command: str) -> Iterator[None]:
+    """Hold the store lock; recover an interrupted rollback and clear ``.tmp`` before the verb runs."""
+    ctx.store.ensure()
+    with locking.store_lock(ctx.store.root, command, ctx.lock_timeout) as info:
+        if info["took_over"]:
+            ctx.reporter.warn(f"took over the stale lock of {locking.describe_owner(info['took_over'])}")
+        if ctx.store.read_journal():
+            rb.recover_pending(ctx)
+        ctx.store.clean_tmp()
+        yield
+
+
+def info(ctx: Context) -> dict:
+    """What discovery found: project, settings, databases (no passwords), migration folders, the store."""
+    p = ctx.project
+    return {
+        "project": str(p.root),
+        "settings_module": p.settings_module,
+        "discovery": "fallback" if p.fallback else "settings",
+        "fallback_reason": p.fallback,
+        "django_version": p.django_version,
+        "debug": p.debug,
+        "databases": [db.public() | {"engine": db.kind} for db in p.databases.values()],
+        "apps": [{"app": f.app, "migrations": f.path, "files": f.files} for f in p.folders],
+        "store": str(ctx.store.root),
+        "snapshots": len(ctx.store.list()),
+    }
+
+
+def save(
+    ctx: Context, name: str | None = None, *, note: str | None = None, pin: bool = False, force: bool = False
+) -> SaveResult:
+    """Take a snapshot (default name ``snap-YYYYmmdd-HHMMSS``); refuse an existing name unless ``force``."""
+    name = validate_name(name) if name else default_name()
+    with locked(ctx, f"save {name}"):
+        return take_snapshot(ctx, name, note=note, pin=pin, force=force)
+
+
+def list_snapshots(ctx: Context) -> list[Snapshot]:
+    """Committed snapshots, oldest first."""
+    if ctx.store.read_journal():
+        with locked(ctx, "list"):
+            pass
+    return ctx.store.list()
+
+
+def show(ctx: Context, name: str) -> Snapshot:
+    return ctx.store.get(name)
+
+
+def delete(ctx: Context, names: list[str], *, force: bool = False) -> list[str]:
+    """Delete snapshots; all names are checked first, so a bad one changes nothing. Pinned ones need ``force``."""
+    with locked(ctx, "delete " + " ".join(names)):
+        snaps = [ctx.store.get(n) for n in names]
+        pinned = [s.name for s in snaps if s.pinned]
+        if pinned and not force:
+            raise UsageError(f"snapshot {pinned[0]!r} is pinned", hint="unpin it first or pass --force")
+        for s in snaps:
+            ctx.store.delete(s)
+        return [s.name for s in snaps]
+
+
+def set_pinned(ctx: Context, name: str, pinned: bool) -> Snapshot:
+    with locked(ctx, ("pin " if pinned else "unpin ") + name):
+        return ctx.store.set_pinned(ctx.store.get(name), pinned)
+
+
+def verify(ctx: Context, snap: Snapshot) -> None:
+    """Checksums, manifest seal, and every compressed stream read to its end (IntegrityError otherwise)."""
+    ctx.store.verify_checksums(snap)
+    for fname in snap.manifest["files"]:
+        check_stream(snap.path / fname)
+
+
+def rollback(
+    ctx: Context,
+    name: str,
+    *,
+    safety: bool = True,
+    confirm: Callable[[rb.RollbackPlan], bool] | None = None,
+) -> rb.RollbackResult:
+    """Put the database(s) and migration folders back to snapshot ``name`` together, all or nothing.
+
+    Checksums are verified before anything live is touched; ``confirm`` sees the plan (databases, sessions that
+    will be terminated, folder changes) and may refuse, in which case nothing changes.
+    """
+    with locked(ctx, f"rollback {name}"):
+        snap = ctx.store.get(name)
+        ctx.reporter.step(f"verifying snapshot {snap.name}")
+        ctx.store.verify_checksums(snap)
+        plan = rb.plan(ctx, snap, safety=safety)
+        if confirm is not None and not confirm(plan):
+            raise UsageError("rollback cancelled; nothing was changed")
+        return rb.run(ctx, plan)
+
+
+def unlock(ctx: Context) -> dict | None:
+    """Remove a lock file left by a process that is gone (refuses while a live process holds it)."""
+    return locking.force_unlock(ctx.store.root)

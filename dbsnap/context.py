@@ -1,0 +1,56 @@
+"""The context every verb runs in: settings, the project (discovered lazily), the store and the reporter."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .engines import engine_for
+from .engines.base import Engine
+from .errors import ConfigError
+from .project import Database, Project, discover, find_root, load_env
+from .report import Reporter
+from .settings import Settings, resolve_lock_timeout, resolve_store
+from .store import Store
+
+
+@dataclass
+class Context:
+    """Resolved once per command. ``project`` runs Django discovery (a child process) on first use only."""
+
+    settings: Settings = field(default_factory=Settings)
+    reporter: Reporter = field(default_factory=Reporter)
+    command: str = "dbsnap"
+
+    def __post_init__(self) -> None:
+        self._project: Project | None = None
+        try:
+            self.root: Path | None = find_root(self.settings.project)
+        except ConfigError:
+            if self.settings.project is not None:
+                raise
+            self.root = None  # commands that only read the store work outside a project
+        self.env = load_env(self.root) if self.root else dict(os.environ)
+        self.store = Store(resolve_store(self.settings.store, self.env, self.root))
+        self.lock_timeout = resolve_lock_timeout(self.settings.lock_timeout, self.env, self.root)
+
+    @property
+    def project(self) -> Project:
+        if self._project is None:
+            if self.root is None:
+                find_root(None)  # raises the "no Django project found" error
+            self._project = discover(self.root)
+            if self._project.fallback:
+                self.reporter.warn(
+                    f"{self._project.fallback}; using "
+                    + ("DATABASE_URL" if self.env.get("DATABASE_URL") else "DB_* variables")
+                    + " and migration folders found by scanning the project"
+                )
+        return self._project
+
+    def databases(self) -> list[Database]:
+        return self.project.select(self.settings.databases)
+
+    def engine(self, db: Database) -> Engine:
+        return engine_for(db, self.project.env)

@@ -1,0 +1,131 @@
+"""Turning results into text for humans or JSON for scripts (stdout carries results only)."""
+
+from __future__ import annotations
+
+from .report import human_bytes
+from .rollback import RollbackPlan, RollbackResult
+from .snapshot import SaveResult
+from .store import Snapshot
+
+
+def snapshot_summary(s: Snapshot) -> dict:
+    m = s.manifest
+    return {
+        "name": s.name,
+        "created_at": m.get("created_at"),
+        "origin": s.origin,
+        "pinned": s.pinned,
+        "note": m.get("note", ""),
+        "bytes": s.size,
+        "databases": {a: {"engine": d.get("engine"), "name": d.get("name")} for a, d in s.databases.items()},
+        "migration_files": len(m.get("migrations", {}).get("files", [])),
+    }
+
+
+def list_table(snaps: list[Snapshot]) -> str:
+    if not snaps:
+        return "no snapshots"
+    rows = [("NAME", "CREATED (UTC)", "ORIGIN", "SIZE", "DATABASES", "PIN", "NOTE")]
+    for s in snaps:
+        dbs = ",".join(f"{a}:{d.get('engine')}" for a, d in s.databases.items())
+        created = s.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(
+            (s.name, created, s.origin, human_bytes(s.size), dbs, "*" if s.pinned else "", s.manifest.get("note", ""))
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def show_text(s: Snapshot) -> str:
+    m = s.manifest
+    lines = [
+        f"name:        {s.name}",
+        f"created:     {m.get('created_at')}",
+        f"origin:      {s.origin}",
+        f"pinned:      {'yes' if s.pinned else 'no'}",
+        f"note:        {m.get('note', '')}",
+        f"size:        {human_bytes(s.size)}",
+        f"project:     {m.get('project', {}).get('root')} ({m.get('project', {}).get('settings_module')})",
+        f"git commit:  {m.get('project', {}).get('git_commit') or '-'}",
+        f"versions:    dbsnap {m.get('dbsnap_version')}, Django {m.get('django_version')}, "
+        f"Python {m.get('python_version')}",
+    ]
+    for alias, d in s.databases.items():
+        lines.append(
+            f"database {alias}: {d.get('engine')} {d.get('name')} (server {d.get('server_version')}), "
+            f"{len(d.get('tables', {}))} tables, {sum(d.get('tables', {}).values())} rows, "
+            f"{len(d.get('migrations', []))} applied migrations"
+        )
+    mig = m.get("migrations", {})
+    for f in mig.get("folders", []):
+        n = sum(1 for x in mig.get("files", []) if x["path"].startswith(f["path"] + "/"))
+        lines.append(f"migrations {f['app']}: {f['path']} ({n} files)")
+    for fname, meta in sorted(m.get("files", {}).items()):
+        lines.append(f"file {fname}: {human_bytes(meta['bytes'])} sha256 {meta['sha256'][:16]}...")
+    return "\n".join(lines)
+
+
+def save_text(r: SaveResult) -> str:
+    return (
+        f"saved {r.snapshot.name}: {human_bytes(r.raw_bytes)} -> {human_bytes(r.stored_bytes)} "
+        f"(ratio {r.ratio:.1f}x) in {r.seconds:.1f} s"
+    )
+
+
+def save_json(r: SaveResult) -> dict:
+    return snapshot_summary(r.snapshot) | {
+        "raw_bytes": r.raw_bytes,
+        "stored_bytes": r.stored_bytes,
+        "ratio": round(r.ratio, 3),
+        "seconds": round(r.seconds, 3),
+    }
+
+
+def plan_text(p: RollbackPlan) -> str:
+    lines = [f"Roll back to snapshot {p.snapshot.name} (taken {p.snapshot.manifest['created_at']}):"]
+    for db in p.databases:
+        lines.append(f"  replace database {db.describe()}  [{p.modes.get(db.alias)}]")
+        for s in p.sessions.get(db.alias, []):
+            lines.append(f"    will terminate session: {s}")
+    for f in p.folders:
+        state = "" if f.exists else " (missing now)"
+        lines.append(f"  replace {f.path}{state}: {f.added} to restore, {f.removed} to remove, {f.changed} to revert")
+    lines.append(
+        "  a safety snapshot of the current state is taken first"
+        if p.safety
+        else "  NO safety snapshot (--no-safety-snapshot)"
+    )
+    return "\n".join(lines)
+
+
+def rollback_text(r: RollbackResult) -> str:
+    safety = f"; safety snapshot {r.safety_snapshot}" if r.safety_snapshot else ""
+    return (
+        f"rolled back to {r.snapshot}: {len(r.databases)} database(s), {len(r.folders)} migration folder(s) "
+        f"in {r.seconds:.1f} s{safety}"
+    )
+
+
+def info_text(d: dict) -> str:
+    lines = [
+        f"project:   {d['project']}",
+        f"settings:  {d['settings_module'] or '-'} ({d['discovery']})",
+    ]
+    if d["fallback_reason"]:
+        lines.append(f"fallback:  {d['fallback_reason']}")
+    if d["django_version"]:
+        lines.append(f"django:    {d['django_version']} (DEBUG={d['debug']})")
+    for db in d["databases"]:
+        if db["engine"] == "sqlite":
+            lines.append(f"database {db['alias']}: sqlite {db['name']}")
+        else:
+            lines.append(
+                f"database {db['alias']}: {db['engine']} {db['name']} on {db['host'] or 'localhost'}:"
+                f"{db['port'] or 'default'} user {db['user'] or '-'}"
+            )
+    for a in d["apps"]:
+        lines.append(f"app {a['app']}: {a['migrations']} ({a['files']} migrations)")
+    if not d["apps"]:
+        lines.append("apps: no migration folders found in the project")
+    lines.append(f"store:     {d['store']} ({d['snapshots']} snapshots)")
+    return "\n".join(lines)

@@ -1,0 +1,333 @@
+"""The rollback pipeline: database and migration folders back to a snapshot as one unit, all or nothing.
+
+Order: verify checksums -> safety snapshot -> unpack migrations into staging -> restore each database beside
+the live one -> swap the databases in -> swap the folders in -> verify -> drop what was replaced.
+
+A journal in the store records every step before it is taken. Until the first folder swap the pair can only
+be put back (undo); from then on it can only be finished (forward): both are the same ``recover`` function,
+which the pipeline calls itself on failure and every later dbsnap command calls if a run was killed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import faults
+from .archive import list_folder, unpack_folders
+from .context import Context
+from .engines.base import Engine
+from .errors import ConfigError, DbsnapError, Interrupted, RollbackError
+from .fsutil import fsync_dir, remove_tree
+from .project import Database
+from .snapshot import MIGRATIONS_PAYLOAD, take_snapshot, unique_name
+from .store import Snapshot
+
+UNDO_PHASES = ("restoring", "swapping-db", "undoing")
+FORWARD_PHASES = ("swapping-files", "finishing")
+
+
+@dataclass
+class FolderChange:
+    path: str
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    exists: bool = True
+
+
+@dataclass
+class RollbackPlan:
+    """What a rollback will replace; shown for confirmation before anything happens."""
+
+    snapshot: Snapshot
+    databases: list[Database]
+    modes: dict[str, str]
+    sessions: dict[str, list[str]]
+    folders: list[FolderChange]
+    safety: bool
+
+
+@dataclass
+class RollbackResult:
+    snapshot: str
+    safety_snapshot: str | None
+    databases: list[str]
+    folders: list[str]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def current_files(root: Path, folder: str) -> dict[str, str]:
+    """``{relative path: sha256}`` of the files a snapshot would keep from ``folder`` right now."""
+    base = root / folder
+    if not base.is_dir():
+        return {}
+    return {p.relative_to(root).as_posix(): _sha(p) for p in list_folder(base)}
+
+
+def snapshot_files(snap: Snapshot, folder: str) -> dict[str, str]:
+    prefix = folder.rstrip("/") + "/"
+    return {f["path"]: f["sha256"] for f in snap.manifest["migrations"]["files"] if f["path"].startswith(prefix)}
+
+
+def folder_change(root: Path, snap: Snapshot, folder: str) -> FolderChange:
+    now, then = current_files(root, folder), snapshot_files(snap, folder)
+    return FolderChange(
+        path=folder,
+        added=len(then.keys() - now.keys()),
+        removed=len(now.keys() - then.keys()),
+        changed=sum(1 for k in now.keys() & then.keys() if now[k] != then[k]),
+        exists=(root / folder).is_dir(),
+    )
+
+
+def targets(ctx: Context, snap: Snapshot) -> list[Database]:
+    """The live databases to restore: the selected aliases that the snapshot holds, with matching engines."""
+    project = ctx.project
+    saved = snap.databases
+    chosen = ctx.settings.databases or tuple(saved)
+    out = []
+    for alias in chosen:
+        if alias not in saved:
+            raise ConfigError(f"snapshot {snap.name!r} holds no database {alias!r} (it has: {', '.join(saved)})")
+        if alias not in project.databases:
+            raise ConfigError(f"snapshot {snap.name!r} holds database {alias!r}, which this project does not define")
+        db = project.databases[alias]
+        if db.kind != saved[alias]["engine"]:
+            raise ConfigError(
+                f"database {alias!r} is {db.kind} now but the snapshot holds a {saved[alias]['engine']} dump"
+            )
+        out.append(db)
+    return out
+
+
+def plan(ctx: Context, snap: Snapshot, safety: bool = True) -> RollbackPlan:
+    """Everything the confirmation shows; checks tools and connections, changes nothing."""
+    dbs = targets(ctx, snap)
+    modes, sessions = {}, {}
+    for db in dbs:
+        engine = ctx.engine(db)
+        engine.preflight(for_restore=True)
+        if safety:
+            engine.preflight()
+        modes[db.alias] = engine.restore_mode() if hasattr(engine, "restore_mode") else "swap"
+        sessions[db.alias] = engine.other_sessions()
+    folders = [folder_change(ctx.project.root, snap, f["path"]) for f in snap.manifest["migrations"]["folders"]]
+    return RollbackPlan(snapshot=snap, databases=dbs, modes=modes, sessions=sessions, folders=folders, safety=safety)
+
+
+# -- folders -------------------------------------------------------------------------------------------------
+
+
+def _folder_entry(root: Path, rel: str) -> dict:
+    live = root / rel
+    return {
+        "path": rel,
+        "live": str(live),
+        "staged": str(live.parent / f".{live.name}.dbsnap-new"),
+        "backup": str(live.parent / f".{live.name}.dbsnap-old"),
+        "existed": live.is_dir(),
+    }
+
+
+def _swap_folder(f: dict) -> None:
+    """staged -> live, keeping the old live folder as backup. Idempotent: safe to repeat after a kill."""
+    live, staged, backup = Path(f["live"]), Path(f["staged"]), Path(f["backup"])
+    if not staged.exists():
+        return  # already swapped
+    if live.exists() and not backup.exists():
+        os.rename(live, backup)
+    elif live.exists():
+        remove_tree(live)  # backup already holds the old folder; live is a stray copy
+    os.rename(staged, live)
+    fsync_dir(live.parent)
+
+
+def _unswap_folder(f: dict) -> None:
+    """Put the old live folder back and discard the staged one. Idempotent."""
+    live, staged, backup = Path(f["live"]), Path(f["staged"]), Path(f["backup"])
+    if backup.exists():
+        remove_tree(live)
+        os.rename(backup, live)
+        fsync_dir(live.parent)
+    elif not f["existed"] and live.exists() and not staged.exists():
+        remove_tree(live)  # the folder did not exist before the rollback created it
+    remove_tree(staged)
+
+
+# -- recovery ------------------------------------------------------------------------------------------------
+
+
+def _engines(ctx: Context, journal: dict) -> list[tuple[Engine, dict]]:
+    out = []
+    for entry in journal.get("databases", []):
+        db = ctx.project.databases.get(entry["alias"])
+        if db is None:
+            raise RollbackError(f"cannot recover: database alias {entry['alias']!r} is no longer configured")
+        out.append((ctx.engine(db), entry["state"]))
+    return out
+
+
+def recover(ctx: Context, journal: dict) -> str:
+    """Finish or undo the rollback the journal describes; return "forward" or "undone". Clears the journal."""
+    engines = _engines(ctx, journal)
+    phase = journal["phase"]
+    irreversible = any(
+        st.get("mode") == "transaction" and e.is_swapped(st) for e, st in engines if phase in UNDO_PHASES
+    )
+    forward = phase in FORWARD_PHASES or irreversible
+    if forward:
+        journal["phase"] = "finishing"
+        ctx.store.write_journal(journal)
+        for f in journal["folders"]:
+            _swap_folder(f)
+        for e, st in engines:
+            if not e.is_swapped(st):
+                e.swap_in(st)
+            e.finish(st)
+        for f in journal["folders"]:
+            remove_tree(Path(f["backup"]))
+    else:
+        journal["phase"] = "undoing"
+        ctx.store.write_journal(journal)
+        for f in journal["folders"]:
+            _unswap_folder(f)
+        for e, st in engines:
+            if e.is_swapped(st):
+                e.undo_swap(st)
+            e.discard(st)
+    ctx.store.clear_journal()
+    return "forward" if forward else "undone"
+
+
+def recover_pending(ctx: Context) -> str | None:
+    """If a killed rollback left a journal, finish or undo it now (caller holds the lock)."""
+    journal = ctx.store.read_journal()
+    if not journal:
+        return None
+    outcome = recover(ctx, journal)
+    what = "finished" if outcome == "forward" else "undone"
+    ctx.reporter.warn(f"an interrupted rollback to {journal.get('snapshot')!r} was found and {what}")
+    return outcome
+
+
+# -- the pipeline --------------------------------------------------------------------------------------------
+
+
+def _verify(ctx: Context, snap: Snapshot, engines: list[Engine]) -> None:
+    root = ctx.project.root
+    for f in snap.manifest["migrations"]["folders"]:
+        now, then = current_files(root, f["path"]), snapshot_files(snap, f["path"])
+        if now != then:
+            diff = sorted(set(now.items()) ^ set(then.items()))
+            raise RollbackError(f"after restore, migration files differ from the snapshot: {diff[0][0]}")
+    for e in engines:
+        rows = e.migration_rows()
+        want = snap.databases[e.db.alias]["migrations"]
+        if rows != want:
+            raise RollbackError(
+                f"after restore, django_migrations of {e.db.alias!r} has {len(rows)} rows, the snapshot {len(want)}"
+            )
+
+
+def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
+    """Carry out a confirmed plan (caller holds the store lock and has verified the snapshot's checksums)."""
+    started = time.monotonic()
+    snap = p.snapshot
+    safety_name = None
+    if p.safety:
+        safety_name = unique_name(ctx, "pre-rollback")
+        ctx.reporter.step(f"safety snapshot of the current state: {safety_name}")
+        take_snapshot(ctx, safety_name, origin="pre-rollback", note=f"before rollback to {snap.name}")
+    root = ctx.project.root
+    engines = [ctx.engine(db) for db in p.databases]
+    journal: dict = {
+        "snapshot": snap.name,
+        "safety_snapshot": safety_name,
+        "phase": "restoring",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "pid": os.getpid(),
+        "databases": [],
+        "folders": [_folder_entry(root, f["path"]) for f in snap.manifest["migrations"]["folders"]],
+    }
+    for f in journal["folders"]:
+        remove_tree(Path(f["staged"]))
+    ctx.store.write_journal(journal)
+    try:
+        ctx.reporter.step(f"unpacking {len(journal['folders'])} migration folders")
+        unpack_folders(snap.path / MIGRATIONS_PAYLOAD, {f["path"]: Path(f["staged"]) for f in journal["folders"]})
+        for e in engines:
+            payload = snap.path / snap.databases[e.db.alias]["payload"]
+            state = e.new_restore_state(payload)
+            entry = {"alias": e.db.alias, "state": state}
+            journal["databases"].append(entry)
+            ctx.store.write_journal(journal)
+
+            def save_state(st: dict, entry: dict = entry) -> None:
+                entry["state"] = st
+                ctx.store.write_journal(journal)
+
+            e.checkpoint = save_state
+            ctx.reporter.step(f"restoring {e.db.describe()} ({state.get('mode', 'swap')})")
+            counter = ctx.reporter.progress(f"restore {e.db.alias}", payload.stat().st_size)
+            e.prepare_restore(state, counter)
+            counter.close()
+            faults.point("rollback.after-restore")
+        journal["phase"] = "swapping-db"
+        ctx.store.write_journal(journal)
+        for e, entry in zip(engines, journal["databases"], strict=True):
+            ctx.reporter.step(f"swapping in {e.db.alias}")
+            entry["state"] = e.swap_in(entry["state"])
+            ctx.store.write_journal(journal)
+            faults.point("rollback.after-db-swap")
+        journal["phase"] = "swapping-files"
+        ctx.store.write_journal(journal)
+        ctx.reporter.step("swapping migration folders")
+        for f in journal["folders"]:
+            _swap_folder(f)
+            faults.point("rollback.during-file-swap")
+        try:
+            _verify(ctx, snap, engines)
+        except DbsnapError:
+            journal["phase"] = "undoing"
+            ctx.store.write_journal(journal)
+            raise
+        journal["phase"] = "finishing"
+        ctx.store.write_journal(journal)
+        faults.point("rollback.before-finish")
+        recover(ctx, journal)
+    except BaseException as exc:
+        state = _recover_after_failure(ctx, journal)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(f"rollback to {snap.name!r} interrupted; {state}") from None
+        msg = exc.message if isinstance(exc, DbsnapError) else f"{type(exc).__name__}: {exc}"
+        raise RollbackError(
+            f"rollback to {snap.name!r} failed: {msg}; {state}",
+            hint=f"the safety snapshot {safety_name} holds the state before the rollback" if safety_name else None,
+        ) from exc
+    return RollbackResult(
+        snapshot=snap.name,
+        safety_snapshot=safety_name,
+        databases=[e.db.alias for e in engines],
+        folders=[f["path"] for f in journal["folders"]],
+        seconds=time.monotonic() - started,
+    )
+
+
+def _recover_after_failure(ctx: Context, journal: dict) -> str:
+    try:
+        outcome = recover(ctx, journal)
+    except BaseException as e:  # report the state whatever went wrong
+        return f"undoing it failed too ({e}); the journal is kept and the next dbsnap command will retry"
+    if outcome == "forward":
+        return "the database and migration folders were fully restored to the snapshot"
+    return "nothing was changed (database and migration folders are as before)"

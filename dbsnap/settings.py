@@ -1,0 +1,77 @@
+"""dbsnap's own configuration. Precedence: CLI flag > environment > .env > pyproject [tool.dbsnap] > default."""
+
+from __future__ import annotations
+
+import os
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError, UsageError
+
+# name -> (environment variable, pyproject key, default, meaning), for the README and `dbsnap info`.
+OPTIONS = {
+    "project": ("DBSNAP_PROJECT", None, ".", "Django project root (the folder with manage.py)"),
+    "store": ("DBSNAP_DIR", "store", "snapshots", "snapshot store folder"),
+    "lock_timeout": ("DBSNAP_LOCK_TIMEOUT", "lock-timeout", "0", "seconds to wait for the store lock"),
+}
+
+
+@dataclass
+class Settings:
+    """Resolved settings; paths absolute. ``databases`` empty means every alias in DATABASES."""
+
+    project: Path | None = None
+    store: Path | None = None
+    databases: tuple[str, ...] = ()
+    lock_timeout: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def read_pyproject(root: Path) -> dict:
+    """``[tool.dbsnap]`` of the project's pyproject.toml (empty when absent)."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from e
+    return data.get("tool", {}).get("dbsnap", {}) or {}
+
+
+def resolve_store(flag: Path | None, env: dict[str, str], root: Path | None) -> Path:
+    """Store location: --store, then DBSNAP_DIR (environment or .env), then pyproject, then ./snapshots."""
+    if flag:
+        return Path(flag).expanduser().absolute()
+    if env.get("DBSNAP_DIR"):
+        return Path(env["DBSNAP_DIR"]).expanduser().absolute()
+    if root is not None:
+        cfg = read_pyproject(root)
+        if cfg.get("store"):
+            p = Path(str(cfg["store"])).expanduser()
+            return p if p.is_absolute() else (root / p).absolute()
+    return (Path.cwd() / "snapshots").absolute()
+
+
+def resolve_lock_timeout(flag: float | None, env: dict[str, str], root: Path | None) -> float:
+    if flag is not None:
+        return flag
+    raw = env.get("DBSNAP_LOCK_TIMEOUT")
+    if raw is None and root is not None:
+        raw = read_pyproject(root).get("lock-timeout")
+    if raw is None:
+        return 0.0
+    try:
+        return float(raw)
+    except ValueError as e:
+        raise UsageError(f"invalid lock timeout {raw!r}: expected seconds") from e
+
+
+def env_project() -> Path | None:
+    raw = os.environ.get("DBSNAP_PROJECT")
+    return Path(raw) if raw else None

@@ -1,0 +1,147 @@
+"""The save pipeline: stage -> dump every database -> tar the migration folders -> manifest -> commit.
+
+Callers hold the store lock. On any failure (including Ctrl-C and a full disk) the staging folder is removed,
+so the store holds either the whole new snapshot or nothing new.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__, faults
+from .archive import pack_folders
+from .context import Context
+from .errors import UsageError
+from .fsutil import atomic_write, remove_tree
+from .store import FORMAT, FORMAT_VERSION, MANIFEST, Snapshot, dump_manifest, validate_name
+
+MIGRATIONS_PAYLOAD = "migrations.tar.zst"
+
+
+@dataclass
+class SaveResult:
+    snapshot: Snapshot
+    raw_bytes: int
+    stored_bytes: int
+    seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.stored_bytes if self.stored_bytes else 0.0
+
+
+def default_name(prefix: str = "snap") -> str:
+    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def unique_name(ctx: Context, prefix: str) -> str:
+    """``prefix-YYYYmmdd-HHMMSS``, with ``-2``, ``-3``... when that second is already taken."""
+    base = default_name(prefix)
+    name, n = base, 1
+    while ctx.store.exists(name):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def take_snapshot(
+    ctx: Context,
+    name: str,
+    *,
+    origin: str = "manual",
+    note: str | None = None,
+    pin: bool = False,
+    force: bool = False,
+) -> SaveResult:
+    """Write a complete snapshot called ``name`` of the selected databases and the migration folders."""
+    validate_name(name)
+    if ctx.store.exists(name) and not force:
+        raise UsageError(f"snapshot {name!r} already exists", hint="use --force to replace it, or choose another name")
+    project = ctx.project
+    dbs = ctx.databases()
+    engines = [ctx.engine(db) for db in dbs]
+    facts = [e.preflight() for e in engines]  # before staging anything: a missing tool fails fast
+    started = time.monotonic()
+    created = datetime.now(timezone.utc)
+    staged = ctx.store.stage(name)
+    try:
+        databases = {}
+        files = {}
+        raw_total = 0
+        for engine, fact in zip(engines, facts, strict=True):
+            db = engine.db
+            ctx.reporter.step(f"dumping {db.describe()}")
+            t0 = time.monotonic()
+            counter = ctx.reporter.progress(f"dump {db.alias}")
+            result = engine.dump(staged / engine.payload_name(), counter)
+            counter.close()
+            faults.point("save.after-dump")
+            raw_total += result.payload.raw_bytes
+            files[engine.payload_name()] = {"bytes": result.payload.bytes, "sha256": result.payload.sha256}
+            databases[db.alias] = {
+                **{k: v for k, v in db.public().items() if k in ("alias", "name", "host", "port", "user")},
+                "engine": engine.kind,
+                "django_engine": db.django_engine,
+                "payload": engine.payload_name(),
+                "raw_bytes": result.payload.raw_bytes,
+                "server_version": fact.get("server_version"),
+                "client_version": fact.get("client_version"),
+                "migrations": result.migrations,
+                "tables": result.tables,
+                "seconds": round(time.monotonic() - t0, 3),
+                **result.meta,
+            }
+        ctx.reporter.step(f"archiving {len(project.folders)} migration folders")
+        folders = [f.path for f in project.folders]
+        info, mfiles = pack_folders(project.root, folders, staged / MIGRATIONS_PAYLOAD)
+        raw_total += info.raw_bytes
+        files[MIGRATIONS_PAYLOAD] = {"bytes": info.bytes, "sha256": info.sha256}
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "created_at": created.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "origin": origin,
+            "pinned": pin,
+            "note": note or "",
+            "dbsnap_version": __version__,
+            "django_version": project.django_version,
+            "python_version": platform.python_version(),
+            "host": socket.gethostname(),
+            "project": {
+                "root": str(project.root),
+                "settings_module": project.settings_module,
+                "git_commit": git_commit(project.root),
+                "discovery": "fallback" if project.fallback else "settings",
+            },
+            "databases": databases,
+            "migrations": {
+                "payload": MIGRATIONS_PAYLOAD,
+                "folders": [{"app": f.app, "path": f.path} for f in project.folders],
+                "files": mfiles,
+            },
+            "files": files,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        atomic_write(staged / MANIFEST, dump_manifest(manifest))
+        faults.point("save.before-commit")
+        snap = ctx.store.commit(staged, name, force=force)
+    except BaseException:
+        remove_tree(staged)
+        raise
+    stored = sum(f["bytes"] for f in files.values())
+    return SaveResult(snapshot=snap, raw_bytes=raw_total, stored_bytes=stored, seconds=time.monotonic() - started)
