@@ -510,7 +510,7 @@ class PostgreSQLEngine(Engine):
             if not state.get("xid"):
                 return False
             with self.maintenance() as conn:
-                status = conn.execute("SELECT pg_xact_status(%s::xid8)", (state["xid"],)).fetchone()[0]
+                status = conn.execute("SELECT txid_status(%s::bigint)", (state["xid"],)).fetchone()[0]
             return status == "committed"
         with self.maintenance() as conn:
             exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
@@ -519,57 +519,86 @@ class PostgreSQLEngine(Engine):
     # -- restore: in-transaction mode (no CREATEDB) -------------------------------------------------------
 
     def _restore_in_transaction(self, state: dict) -> dict:
-        """Drop everything and replay the dump in ONE transaction: it commits whole or not at all."""
+        """Drop everything and replay the dump in ONE transaction: it commits whole or not at all.
+
+        BEGIN and COMMIT are written by dbsnap itself (not ``psql --single-transaction``, which would COMMIT at
+        end of input): if dbsnap dies mid-stream, psql sees EOF without COMMIT and the server rolls back.
+        """
         server_major, _ = self.server_version()
         psql, _ = self.tool("psql", server_major)
         pg_restore, _ = self.tool("pg_restore", server_major)
         with self.maintenance() as conn:
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
             self._terminate_others(conn, state["live"])
-        # pg_restore turns the archive into SQL; psql runs it after our prologue, all in one transaction.
+        marker = f"dbsnap-xid-{secrets.token_hex(4)}:"
+        head = (
+            f"BEGIN;\nSET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
+            f"SELECT '{marker}' || txid_current();\n{DROP_ALL_SQL}\n"
+        )
+        procs: list[subprocess.Popen] = []
         with stderr_file() as err:
-            dec = subprocess.Popen(
-                [*pg_restore, "--no-password", "-f", "-", "-"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                env=self.tool_env(),
-            )
-            feeder = threading.Thread(target=self._pipe_payload, args=(dec, Path(state["payload"])), daemon=True)
-            feeder.start()
-            xid_marker = f"dbsnap-xid-{secrets.token_hex(4)}"
-            head = (
-                f"SET lock_timeout = '{LOCK_TIMEOUT}';\n"
-                f"SELECT '{xid_marker}:' || pg_current_xact_id();\n" + DROP_ALL_SQL
-            )
-            psql_proc = subprocess.Popen(
-                [*psql, "--no-password", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                env=self.tool_env(),
-            )
-            assert psql_proc.stdin is not None and psql_proc.stdout is not None and dec.stdout is not None
-            # Learn the transaction id before it can commit: the journal records it, so recovery can ask the
-            # server (pg_xact_status) whether the restore committed.
-            psql_proc.stdin.write(head.encode())
-            psql_proc.stdin.flush()
-            line = psql_proc.stdout.readline().decode().strip()
-            if line.startswith(xid_marker + ":"):
-                state["xid"] = line.split(":", 1)[1]
-                self.checkpoint(state)
-            faults.point("pg.transaction-before-commit")
             try:
-                for chunk in read_chunks(dec.stdout):
-                    psql_proc.stdin.write(chunk)
-                psql_proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            rc = psql_proc.wait()
-            dec.wait()
-            feeder.join()
-            if rc != 0 or dec.returncode != 0:
-                raise ExternalError(f"restore of {state['live']!r} failed and was rolled back: {read_tail(err)}")
+                # pg_restore turns the archive into SQL; psql runs it after our prologue, in our transaction.
+                dec = subprocess.Popen(
+                    [*pg_restore, "--no-password", "-f", "-"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env=self.tool_env(),
+                )
+                procs.append(dec)
+                psql_proc = subprocess.Popen(
+                    [*psql, "--no-password", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env=self.tool_env(),
+                )
+                procs.append(psql_proc)
+                assert psql_proc.stdin is not None and psql_proc.stdout is not None and dec.stdout is not None
+                xid: dict = {}
+                got = threading.Event()
+
+                def drain() -> None:
+                    # psql prints query results (e.g. of setval); read them all so its stdout never blocks.
+                    for raw in psql_proc.stdout:  # type: ignore[union-attr]
+                        line = raw.decode(errors="replace").strip()
+                        if line.startswith(marker):
+                            xid["xid"] = line[len(marker) :]
+                            got.set()
+                    got.set()
+
+                threading.Thread(target=drain, daemon=True).start()
+                feeder = threading.Thread(target=self._pipe_payload, args=(dec, Path(state["payload"])), daemon=True)
+                feeder.start()
+                psql_proc.stdin.write(head.encode())
+                psql_proc.stdin.flush()
+                got.wait(60)
+                if "xid" not in xid:
+                    raise ExternalError(f"restore of {state['live']!r} could not start: {read_tail(err)}")
+                # The journal records the transaction id before COMMIT can be sent, so recovery can ask the
+                # server (txid_status) whether the restore committed.
+                state["xid"] = xid["xid"]
+                self.checkpoint(state)
+                faults.point("pg.transaction-before-commit")
+                try:
+                    for chunk in read_chunks(dec.stdout):
+                        psql_proc.stdin.write(chunk)
+                    if dec.wait() != 0:
+                        raise ExternalError(f"pg_restore could not read the snapshot: {read_tail(err)}")
+                    psql_proc.stdin.write(b"\nCOMMIT;\n")
+                    psql_proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # psql stopped (ON_ERROR_STOP): its exit code says so
+                rc = psql_proc.wait()
+                feeder.join()
+                if rc != 0:
+                    raise ExternalError(f"restore of {state['live']!r} failed and was rolled back: {read_tail(err)}")
+            except BaseException:
+                for p in procs:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.kill()
+                    p.wait()
+                raise
         return state
 
     @staticmethod

@@ -1,0 +1,202 @@
+"""Shared fixtures: a fresh copy of the example project per test, on SQLite or on its own PostgreSQL database.
+
+PostgreSQL tests need the server on 127.0.0.1:5432 (``DBSNAP_TEST_PG`` overrides the address). When it cannot
+be reached they FAIL; set ``DBSNAP_TEST_SKIP_PG=1`` on a laptop without a server to skip them, loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "shop"
+PG = {
+    "host": os.environ.get("DBSNAP_TEST_PG_HOST", "127.0.0.1"),
+    "port": os.environ.get("DBSNAP_TEST_PG_PORT", "5432"),
+    "user": os.environ.get("DBSNAP_TEST_PG_USER", "postgres"),
+}
+
+
+def child_env(extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DBSNAP_", "DJANGO_", "PG"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Project:
+    """A copy of the example project, with helpers to run manage.py and dbsnap in it as a user would."""
+
+    def __init__(self, root: Path, env: dict, pg_name: str | None = None) -> None:
+        self.root = root
+        self.env = env
+        self.pg_name = pg_name
+        self.store = root / "snapshots"
+        self.manage_env: dict = {}  # what manage.py needs on top (it does not read .env; dbsnap does)
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=self.root,
+            env={**self.env, **self.manage_env},
+            capture_output=True,
+            text=True,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def dbsnap(self, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "dbsnap", *args],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            **kw,
+        )
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        proc = self.dbsnap(*args, **kw)
+        assert proc.returncode == 0, f"dbsnap {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    # -- observing state -----------------------------------------------------------------------------------
+
+    def migration_files(self) -> dict[str, bytes]:
+        """Every file in the project's migration folders (no bytecode), by relative path."""
+        out = {}
+        for app in ("accounts", "catalog", "orders"):
+            for p in sorted((self.root / app / "migrations").rglob("*")):
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+                    out[p.relative_to(self.root).as_posix()] = p.read_bytes()
+        return out
+
+    def sql(self, query: str) -> list[tuple]:
+        if self.pg_name:
+            with psycopg.connect(dbname=self.pg_name, autocommit=True, **PG) as c:
+                cur = c.execute(query)
+                return cur.fetchall() if cur.description else []
+        with sqlite3.connect(self.root / "db.sqlite3") as c:
+            return c.execute(query).fetchall()
+
+    def fingerprint(self) -> dict:
+        """Schema, every table's rows and every sequence value: what a user would compare."""
+        if self.pg_name:
+            return pg_fingerprint(self.pg_name)
+        return sqlite_fingerprint(self.root / "db.sqlite3")
+
+
+def sqlite_fingerprint(path: Path) -> dict:
+    c = sqlite3.connect(path)
+    try:
+        schema = sorted(c.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%'"))
+        data = {}
+        for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+            rows = sorted(repr(r) for r in c.execute(f'SELECT * FROM "{name}"'))
+            data[name] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+        return {"schema": schema, "data": data}
+    finally:
+        c.close()
+
+
+def pg_fingerprint(dbname: str) -> dict:
+    dump = subprocess.run(
+        ["pg_dump", "--schema-only", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], dbname],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # \\restrict lines carry a random key per dump (pg_dump 15.14+): not part of the schema.
+    schema = [ln for ln in dump.splitlines() if ln and not ln.startswith(("--", "\\restrict", "\\unrestrict"))]
+    with psycopg.connect(dbname=dbname, autocommit=True, **PG) as c:
+        tables = c.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        ).fetchall()
+        data = {
+            t: c.execute(
+                f"SELECT md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) FROM {t} x"
+            ).fetchone()[0]
+            for (t,) in tables
+        }
+        seqs = {
+            s: c.execute(f"SELECT last_value, is_called FROM {s}").fetchone()
+            for (s,) in c.execute(
+                "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1"
+            ).fetchall()
+        }
+    return {"schema": schema, "data": data, "sequences": seqs}
+
+
+def copy_example(dest: Path) -> Path:
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "db.sqlite3*", ".env"))
+    return dest
+
+
+@pytest.fixture
+def sqlite_shop(tmp_path: Path) -> Project:
+    """The example project on SQLite, migrated and seeded."""
+    root = copy_example(tmp_path / "shop")
+    p = Project(root, child_env())
+    p.manage("migrate", "-v0")
+    p.manage("seed", "--scale", "1")
+    return p
+
+
+def _pg_admin() -> psycopg.Connection:
+    return psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=5, **PG)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> None:
+    try:
+        _pg_admin().close()
+    except psycopg.Error as e:
+        if os.environ.get("DBSNAP_TEST_SKIP_PG") == "1":
+            pytest.skip(f"PostgreSQL unreachable at {PG['host']}:{PG['port']} and DBSNAP_TEST_SKIP_PG=1: SKIPPING")
+        pytest.fail(f"PostgreSQL server unreachable at {PG['host']}:{PG['port']}: {e}", pytrace=False)
+
+
+def drop_databases(prefix: str) -> None:
+    with _pg_admin() as c:
+        for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)).fetchall():
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_db(pg_server) -> str:
+    """A fresh, empty PostgreSQL database; dropped (with any dbsnap scratch copies) afterwards."""
+    name = f"dbsnap_t_{secrets.token_hex(4)}"
+    with _pg_admin() as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    drop_databases(name)
+
+
+@pytest.fixture
+def pg_shop(tmp_path: Path, pg_db: str) -> Project:
+    """The example project on its own PostgreSQL database, migrated and seeded; settings read from .env."""
+    root = copy_example(tmp_path / "shop")
+    (root / ".env").write_text(f"DB_NAME={pg_db}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\nDB_USER={PG['user']}\n")
+    p = Project(root, child_env(), pg_name=pg_db)
+    p.manage_env = {"DB_NAME": pg_db, "DB_HOST": PG["host"], "DB_PORT": PG["port"]}
+    p.manage("migrate", "-v0")
+    p.manage("seed", "--scale", "1")
+    return p
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shop(request) -> Project:
+    """The example project on each engine in turn."""
+    return request.getfixturevalue("sqlite_shop" if request.param == "sqlite" else "pg_shop")

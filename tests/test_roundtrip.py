@@ -1,0 +1,166 @@
+"""Save, break everything, roll back: the database and the migration files come back exactly, together."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import textwrap
+
+import pytest
+from conftest import PG, Project
+
+
+def break_everything(p: Project) -> None:
+    """What a developer does between save and rollback: data, a new migration, a stray table, file edits."""
+    p.sql("DELETE FROM orders_orderitem WHERE id % 2 = 0")
+    p.sql("UPDATE catalog_product SET price = price + 1")
+    p.sql("INSERT INTO catalog_category (name, slug) VALUES ('Zzz', 'zzz')")
+    models = p.root / "catalog" / "models.py"
+    models.write_text(
+        models.read_text()
+        + textwrap.dedent(
+            """
+
+            class Review(models.Model):
+                product = models.ForeignKey(Product, on_delete=models.CASCADE)
+                stars = models.PositiveSmallIntegerField(default=5)
+            """
+        )
+    )
+    p.manage("makemigrations", "catalog", "-v0")
+    p.manage("migrate", "-v0")
+    p.sql("CREATE TABLE stray_after_snapshot (id integer)")
+    (p.root / "orders" / "migrations" / "0002_order_note.py").write_text("# edited by hand\n")
+    (p.root / "accounts" / "migrations" / "0001_initial.py").unlink()
+    (p.root / "orders" / "migrations" / "0099_bogus.py").write_text("# new file\n")
+
+
+def test_roundtrip_restores_fingerprint_and_files(shop: Project) -> None:
+    before, files = shop.fingerprint(), shop.migration_files()
+    out = shop.ok("save", "pre-reset", "--note", "before the mess")
+    assert out.stdout.startswith("saved pre-reset: ")
+    assert "ratio" in out.stdout
+    break_everything(shop)
+    assert shop.fingerprint() != before
+    assert shop.migration_files() != files
+
+    res = shop.ok("rollback", "pre-reset", "--yes")
+    assert "rolled back to pre-reset" in res.stdout
+    assert shop.fingerprint() == before
+    assert shop.migration_files() == files
+    # Django agrees: nothing unapplied, no changes to migrate beyond the model added after the snapshot.
+    plan = shop.manage("showmigrations", "--plan").stdout
+    assert "[ ]" not in plan
+    # The safety snapshot holds the broken state, and rolling back to it brings that back too.
+    listing = json.loads(shop.ok("list", "--json").stdout)
+    safety = [s for s in listing if s["origin"] == "pre-rollback"]
+    assert len(safety) == 1
+    assert safety[0]["name"] in res.stdout
+    shop.ok("rollback", safety[0]["name"], "--yes", "--no-safety-snapshot")
+    assert shop.sql("SELECT count(*) FROM catalog_review") == [(0,)]
+    assert (shop.root / "orders" / "migrations" / "0099_bogus.py").exists()
+
+
+def test_store_layout_permissions_and_manifest(shop: Project) -> None:
+    shop.ok("save", "first", "--pin")
+    root = shop.store
+    assert (root / ".gitignore").read_text() == "*\n"
+    snap = root / "first"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(snap.stat().st_mode) == 0o700
+    for f in snap.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    m = json.loads((snap / "manifest.json").read_text())
+    assert m["format"] == "dbsnap-snapshot" and m["format_version"] == 1
+    assert m["pinned"] is True and m["origin"] == "manual"
+    db = m["databases"]["default"]
+    assert db["engine"] == ("postgresql" if shop.pg_name else "sqlite")
+    assert ["catalog", "0002_default_categories"] in db["migrations"]
+    assert db["tables"]["orders_orderitem"] == shop.sql("SELECT count(*) FROM orders_orderitem")[0][0]
+    paths = {f["path"] for f in m["migrations"]["files"]}
+    assert paths == set(shop.migration_files())
+    assert set(m["files"]) == {db["payload"], "migrations.tar.zst"}
+    assert "password" not in json.dumps(m).lower()
+    # No stray files anywhere in the store (staging cleaned, no debris).
+    assert sorted(p.name for p in root.iterdir()) == [".gitignore", ".tmp", "first"]
+    assert list((root / ".tmp").iterdir()) == []
+
+
+def test_list_show_pin_delete(sqlite_shop: Project) -> None:
+    p = sqlite_shop
+    p.ok("save", "one")
+    p.ok("save", "two", "--note", "second")
+    names = [s["name"] for s in json.loads(p.ok("list", "--json").stdout)]
+    assert names == ["one", "two"]
+    assert json.loads(p.ok("show", "latest", "--json").stdout)["name"] == "two"
+    assert "note:        second" in p.ok("show", "two").stdout
+    p.ok("pin", "one")
+    refused = p.dbsnap("delete", "one", "--yes")
+    assert refused.returncode == 2 and "pinned" in refused.stderr
+    p.ok("delete", "one", "--yes", "--force")
+    p.ok("unpin", "two")
+    p.ok("delete", "two", "--yes")
+    assert p.ok("list").stdout.strip() == "no snapshots"
+
+
+def test_pin_keeps_manifest_seal(sqlite_shop: Project) -> None:
+    from dbsnap.store import Store
+
+    sqlite_shop.ok("save", "x")
+    sqlite_shop.ok("pin", "x")
+    store = Store(sqlite_shop.store)
+    store.verify_checksums(store.get("x"))  # pinning is the one change the seal allows
+
+
+def test_info_lists_project_without_password(pg_shop: Project) -> None:
+    env_file = pg_shop.root / ".env"
+    env_file.write_text(env_file.read_text() + "DB_PASSWORD=s3cret-do-not-print\n")
+    out = pg_shop.ok("info").stdout
+    assert "settings:  shopsite.settings (settings)" in out
+    assert f"postgresql {pg_shop.pg_name} on {PG['host']}:{PG['port']} user postgres" in out
+    for app, n in (("accounts", 1), ("catalog", 2), ("orders", 2)):
+        assert f"app {app}: {app}/migrations ({n} migrations)" in out
+    assert "store:" in out and "(0 snapshots)" in out
+    data = json.loads(pg_shop.ok("info", "--json").stdout)
+    assert "s3cret" not in json.dumps(data) and "s3cret" not in out
+
+
+def test_fallback_when_settings_cannot_import(sqlite_shop: Project) -> None:
+    """Settings that need a package only the container has: DB_* variables and a scan of the tree."""
+    settings = sqlite_shop.root / "shopsite" / "settings.py"
+    settings.write_text("import package_only_in_docker  # noqa\n" + settings.read_text())
+    (sqlite_shop.root / ".env").write_text(f"DB_ENGINE=sqlite3\nDB_NAME={sqlite_shop.root / 'db.sqlite3'}\n")
+    before = sqlite_shop.fingerprint()
+    res = sqlite_shop.ok("save", "fb")
+    assert "could not be imported" in res.stderr and "package_only_in_docker" in res.stderr
+    sqlite_shop.sql("DELETE FROM orders_orderitem")
+    (sqlite_shop.root / "orders" / "migrations" / "0002_order_note.py").unlink()
+    sqlite_shop.ok("rollback", "fb", "--yes")
+    assert sqlite_shop.fingerprint() == before
+    assert (sqlite_shop.root / "orders" / "migrations" / "0002_order_note.py").exists()
+
+
+def test_own_apps_only(sqlite_shop: Project, tmp_path) -> None:
+    """Apps installed in a virtualenv inside the project are not the project's own."""
+    info = json.loads(sqlite_shop.ok("info", "--json").stdout)
+    assert [a["app"] for a in info["apps"]] == ["accounts", "catalog", "orders"]
+    assert not any("django" in a["migrations"] for a in info["apps"])
+
+
+@pytest.mark.parametrize("via", ["flag", "env"])
+def test_store_location(sqlite_shop: Project, tmp_path, via: str) -> None:
+    where = tmp_path / "elsewhere"
+    if via == "flag":
+        sqlite_shop.ok("--store", str(where), "save", "s")
+    else:
+        sqlite_shop.ok("save", "s", env={"DBSNAP_DIR": str(where)})
+    assert (where / "s" / "manifest.json").is_file()
+    assert not (sqlite_shop.root / "snapshots").exists()
+
+
+def test_python_dash_m_and_version(sqlite_shop: Project) -> None:
+    from dbsnap import __version__
+
+    assert sqlite_shop.ok("--version").stdout.strip() == f"dbsnap, version {__version__}"
+    assert os.access(sqlite_shop.root / "manage.py", os.R_OK)
