@@ -31,8 +31,16 @@ def locked(ctx: Context, command: str) -> Iterator[None]:
         yield
 
 
+def recover_if_needed(ctx: Context) -> None:
+    """Read-only verbs too finish or undo a killed rollback first, so nobody looks at a half state."""
+    if ctx.store.read_journal():
+        with locked(ctx, "recover"):
+            pass
+
+
 def info(ctx: Context) -> dict:
     """What discovery found: project, settings, databases (no passwords), migration folders, the store."""
+    recover_if_needed(ctx)
     p = ctx.project
     return {
         "project": str(p.root),
@@ -52,20 +60,19 @@ def save(
     ctx: Context, name: str | None = None, *, note: str | None = None, pin: bool = False, force: bool = False
 ) -> SaveResult:
     """Take a snapshot (default name ``snap-YYYYmmdd-HHMMSS``); refuse an existing name unless ``force``."""
-    name = validate_name(name) if name else default_name()
+    name = validate_name(name) if name is not None else default_name()
     with locked(ctx, f"save {name}"):
         return take_snapshot(ctx, name, note=note, pin=pin, force=force)
 
 
 def list_snapshots(ctx: Context) -> list[Snapshot]:
     """Committed snapshots, oldest first."""
-    if ctx.store.read_journal():
-        with locked(ctx, "list"):
-            pass
+    recover_if_needed(ctx)
     return ctx.store.list()
 
 
 def show(ctx: Context, name: str) -> Snapshot:
+    recover_if_needed(ctx)
     return ctx.store.get(name)
 
 

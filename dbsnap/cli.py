@@ -274,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("DBSNAP_DEBUG"):
             raise
         return 1
+    except Exception as e:
+        # Not an expected failure: still one line (the traceback only with DBSNAP_DEBUG=1).
+        if os.environ.get("DBSNAP_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        click.echo(f"error: unexpected {type(e).__name__}: {first} (DBSNAP_DEBUG=1 shows the traceback)", err=True)
+        return 1
 
 
 def run() -> None:

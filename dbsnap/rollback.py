@@ -214,7 +214,16 @@ def recover_pending(ctx: Context) -> str | None:
     journal = ctx.store.read_journal()
     if not journal:
         return None
-    outcome = recover(ctx, journal)
+    try:
+        outcome = recover(ctx, journal)
+    except DbsnapError:
+        raise
+    except Exception as e:  # e.g. a psycopg error: one line and exit 8, never a traceback
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RollbackError(
+            f"an interrupted rollback to {journal.get('snapshot')!r} could not be finished or undone: {first}",
+            hint="the journal is kept in the store; fix the cause, then any dbsnap command retries",
+        ) from e
     what = "finished" if outcome == "forward" else "undone"
     ctx.reporter.warn(f"an interrupted rollback to {journal.get('snapshot')!r} was found and {what}")
     return outcome

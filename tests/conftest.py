@@ -43,6 +43,7 @@ class Project:
         self.pg_name = pg_name
         self.store = root / "snapshots"
         self.manage_env: dict = {}  # what manage.py needs on top (it does not read .env; dbsnap does)
+        self.pg_user = PG["user"]
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
@@ -84,7 +85,7 @@ class Project:
 
     def sql(self, query: str) -> list[tuple]:
         if self.pg_name:
-            with psycopg.connect(dbname=self.pg_name, autocommit=True, **PG) as c:
+            with psycopg.connect(dbname=self.pg_name, autocommit=True, **{**PG, "user": self.pg_user}) as c:
                 cur = c.execute(query)
                 return cur.fetchall() if cur.description else []
         with sqlite3.connect(self.root / "db.sqlite3") as c:

@@ -116,7 +116,8 @@ class PostgreSQLEngine(Engine):
                 **kwargs,
             )
         except psycopg.Error as e:
-            first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            # All of libpq's lines, joined: the cause ("Connection refused") is on the first, not the last.
+            first = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip()) or type(e).__name__
             raise ExternalError(
                 f"cannot connect to PostgreSQL database {dbname or self.db.name!r} at {self.where()}: {first}",
                 hint="check the server is running and the credentials in your settings or .env",
@@ -281,9 +282,11 @@ class PostgreSQLEngine(Engine):
                     raise result["error"]
                 if rc != 0:
                     raise ExternalError(f"pg_dump of {self.db.name!r} failed: {read_tail(err) or f'exit code {rc}'}")
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(NameError, ProcessLookupError):
                 proc.kill()  # type: ignore[possibly-undefined]
+            if isinstance(e, psycopg.Error):
+                raise ExternalError(f"reading {self.db.name!r} at {self.where()} failed: {_first_line(e)}") from e
             raise
         finally:
             with contextlib.suppress(psycopg.Error):
@@ -514,7 +517,9 @@ class PostgreSQLEngine(Engine):
             return status == "committed"
         with self.maintenance() as conn:
             exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-        return state["old"] in exists and state["scratch"] not in exists
+        # No scratch left: swapped in (``old`` kept, or already dropped by ``finish``, which an interrupted
+        # forward recovery must not mistake for "not swapped yet"); an unprepared restore has nothing to undo.
+        return state["scratch"] not in exists
 
     # -- restore: in-transaction mode (no CREATEDB) -------------------------------------------------------
 
@@ -612,6 +617,11 @@ class PostgreSQLEngine(Engine):
         finally:
             with contextlib.suppress(BrokenPipeError, OSError):
                 proc.stdin.close()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _counting(chunks, progress):

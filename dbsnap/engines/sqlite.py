@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import sqlite3
@@ -64,6 +65,8 @@ class SQLiteEngine(Engine):
                 src.backup(dst)
                 src.close()
             except sqlite3.Error as e:
+                if getattr(e, "sqlite_errorcode", None) == 13:  # SQLITE_FULL: the store's disk, not the database
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(raw)) from e
                 raise ExternalError(f"cannot copy SQLite database {self.path}: {e}") from e
             rows = migration_rows(dst)
             tables = table_counts(dst)
