@@ -164,3 +164,73 @@ def test_python_dash_m_and_version(sqlite_shop: Project) -> None:
 
     assert sqlite_shop.ok("--version").stdout.strip() == f"dbsnap, version {__version__}"
     assert os.access(sqlite_shop.root / "manage.py", os.R_OK)
+
+
+def test_postgres_database_properties_survive_rollback(pg_shop: Project) -> None:
+    """Owner, encoding, database-level settings, grants and comment belong to the live database: kept."""
+    import secrets
+
+    import psycopg
+    from conftest import PG
+
+    role = f"dbsnap_g_{secrets.token_hex(3)}"
+    name = pg_shop.pg_name
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
+        c.execute(f'CREATE ROLE "{role}"')
+        c.execute(f"ALTER DATABASE \"{name}\" SET work_mem = '7MB'")
+        c.execute(f'ALTER DATABASE "{name}" SET search_path TO "$user", public')
+        c.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{name}" TO "{role}"')
+        c.execute(f"COMMENT ON DATABASE \"{name}\" IS 'shop db'")
+
+    def props() -> tuple:
+        with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
+            return c.execute(
+                "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
+                "(SELECT array_agg(a::text ORDER BY a::text) FROM unnest(d.datacl) a), shobj_description(d.oid, 'pg_database'), "
+                "(SELECT setconfig FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0) "
+                "FROM pg_database d WHERE datname = %s",
+                (name,),
+            ).fetchone()
+
+    try:
+        before = props()
+        pg_shop.ok("save", "s")
+        pg_shop.sql("DELETE FROM orders_orderitem")
+        pg_shop.ok("rollback", "s", "--yes", "--no-safety-snapshot")
+        assert props() == before
+        assert before[6] == ["work_mem=7MB", 'search_path="$user", public']
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
+            c.execute(f'REVOKE ALL ON DATABASE "{name}" FROM "{role}"')
+            c.execute(f'DROP ROLE "{role}"')
+
+
+def test_sqlite_save_while_the_application_writes(sqlite_shop: Project) -> None:
+    """The backup API gives a consistent copy even while another connection keeps writing."""
+    import sqlite3
+    import threading
+
+    db = sqlite_shop.root / "db.sqlite3"
+    stop = threading.Event()
+
+    def writer() -> None:
+        c = sqlite3.connect(db, timeout=30)
+        i = 0
+        while not stop.is_set():
+            c.execute("INSERT INTO catalog_category (name, slug) VALUES (?, ?)", (f"w{i}", f"w{i}"))
+            c.commit()
+            i += 1
+        c.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        sqlite_shop.ok("save", "busy")
+    finally:
+        stop.set()
+        t.join()
+    m = json.loads((sqlite_shop.store / "busy" / "manifest.json").read_text())
+    counted = m["databases"]["default"]["tables"]["catalog_category"]
+    sqlite_shop.ok("rollback", "busy", "--yes", "--no-safety-snapshot")
+    assert sqlite_shop.sql("PRAGMA integrity_check") == [("ok",)]
+    assert sqlite_shop.sql("SELECT count(*) FROM catalog_category") == [(counted,)]
