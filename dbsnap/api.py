@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from . import locking
+from . import prune as pr
 from . import rollback as rb
 from .archive import check_stream
 from .context import Context
 from .errors import UsageError
+from .settings import read_pyproject
 from .snapshot import SaveResult, default_name, take_snapshot
 from .store import Snapshot, validate_name
 
@@ -57,12 +60,60 @@ def info(ctx: Context) -> dict:
 
 
 def save(
-    ctx: Context, name: str | None = None, *, note: str | None = None, pin: bool = False, force: bool = False
+    ctx: Context,
+    name: str | None = None,
+    *,
+    note: str | None = None,
+    pin: bool = False,
+    force: bool = False,
+    prune: bool | None = None,
 ) -> SaveResult:
-    """Take a snapshot (default name ``snap-YYYYmmdd-HHMMSS``); refuse an existing name unless ``force``."""
+    """Take a snapshot (default name ``snap-YYYYmmdd-HHMMSS``); refuse an existing name unless ``force``.
+
+    With ``prune`` (or ``auto-prune = true`` in configuration) the retention policy runs after a successful
+    save, under the same lock; its plan is in ``result.pruned``.
+    """
     name = validate_name(name) if name is not None else default_name()
+    auto = prune if prune is not None else _auto_prune(ctx)
+    policy = pr.resolve_policy(ctx, {}) if auto else None  # a bad policy fails before the save, not after
     with locked(ctx, f"save {name}"):
-        return take_snapshot(ctx, name, note=note, pin=pin, force=force)
+        result = take_snapshot(ctx, name, note=note, pin=pin, force=force)
+        if policy is not None:
+            plan = pr.plan(ctx, policy[0], policy[1], pr.resolve_timezone(ctx, None))
+            pr.execute(ctx, plan)
+            result.pruned = plan
+        return result
+
+
+def _auto_prune(ctx: Context) -> bool:
+    raw = ctx.env.get("DBSNAP_AUTO_PRUNE")
+    if raw is None and ctx.root is not None:
+        raw = read_pyproject(ctx.root).get("auto-prune")
+    return str(raw).lower() in ("1", "true", "yes", "on") if raw is not None else False
+
+
+def prune(
+    ctx: Context,
+    flags: dict,
+    *,
+    tz_name: str | None = None,
+    dry_run: bool = False,
+    confirm: Callable[[pr.PrunePlan], bool] | None = None,
+    now: datetime | None = None,
+) -> tuple[pr.PrunePlan, list[str]]:
+    """Apply the retention policy per database: the whole plan first, then deletions oldest first.
+
+    Flags (``{"keep-daily": 7, ...}``) replace the configured policy; ``dry_run`` deletes nothing.
+    """
+    policy, source = pr.resolve_policy(ctx, flags)
+    tz = pr.resolve_timezone(ctx, tz_name)
+    with locked(ctx, "prune"):
+        plan = pr.plan(ctx, policy, source, tz, now)
+        if dry_run or not plan.removals:
+            return plan, []
+        if confirm is not None and not confirm(plan):
+            raise UsageError("prune cancelled; nothing was deleted")
+        return plan, pr.execute(ctx, plan)
 
 
 def list_snapshots(ctx: Context) -> list[Snapshot]:

@@ -102,17 +102,97 @@ def info(obj: Obj, as_json: bool) -> None:
 @click.option("--note", help="A note stored with the snapshot.")
 @click.option("--pin", is_flag=True, help="Pin the snapshot: retention never removes it.")
 @click.option("--force", is_flag=True, help="Replace an existing snapshot of the same name (atomically).")
+@click.option(
+    "--prune/--no-prune",
+    default=None,
+    help="Apply the configured retention policy after saving (default: the auto-prune setting).",
+)
 @json_opt
 @click.pass_obj
-def save(obj: Obj, name: str | None, note: str | None, pin: bool, force: bool, as_json: bool) -> None:
+def save(
+    obj: Obj, name: str | None, note: str | None, pin: bool, force: bool, prune: bool | None, as_json: bool
+) -> None:
     """Snapshot the database(s) and the migration folders as NAME (default snap-YYYYmmdd-HHMMSS).
 
     \b
     Example:
       dbsnap save pre-reset --note "before squashing migrations"
+      dbsnap save --prune          # from cron: save, then apply the retention policy
     """
-    result = api.save(obj.ctx("save"), name, note=note, pin=pin, force=force)
+    result = api.save(obj.ctx("save"), name, note=note, pin=pin, force=force, prune=prune)
+    if result.pruned is not None and not as_json:
+        click.echo(render.prune_text(result.pruned, [d.name for d in result.pruned.removals], False), err=True)
     out(render.save_json(result) if as_json else render.save_text(result), as_json)
+
+
+KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+WITHIN_RULES = ("within", "within-hourly", "within-daily", "within-weekly", "within-monthly", "within-yearly")
+
+
+def keep_options(f):
+    for rule in reversed(WITHIN_RULES):
+        f = click.option(f"--keep-{rule}", metavar="DUR", help=f"Keep {rule.replace('-', ' ')} DUR (e.g. 2w, 1y2m).")(f)
+    for rule in reversed(KEEP_RULES):
+        what = "latest" if rule == "last" else rule
+        f = click.option(f"--keep-{rule}", metavar="N", help=f"Keep the N {what} snapshots (or 'unlimited').")(f)
+    return f
+
+
+@cli.command()
+@keep_options
+@click.option("--timezone", "tz_name", metavar="ZONE", help="Zone for hour/day/week buckets (default: local).")
+@click.option("--dry-run", "-n", is_flag=True, help="Show what would be kept and removed; delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@json_opt
+@click.pass_obj
+def prune(obj: Obj, tz_name: str | None, dry_run: bool, yes: bool, as_json: bool, **keep: str | None) -> None:
+    """Remove old snapshots by retention policy, separately for each database; pinned ones are kept.
+
+    The policy comes from the --keep-* flags (which replace the configured one for this run), else
+    DBSNAP_KEEP_* variables, else [tool.dbsnap.retention] in pyproject.toml.
+
+    \b
+    Example:
+      dbsnap prune --keep-last 5 --keep-daily 7 --keep-weekly 4 --dry-run
+      dbsnap prune --yes           # the configured policy, from cron
+    """
+    flags = {k.replace("keep_", "keep-").replace("_", "-"): v for k, v in keep.items()}
+
+    def confirm(plan) -> bool:
+        if not as_json:
+            click.echo(render.prune_text(plan, [], True), err=True)
+        return confirm_or_refuse(yes, f"Delete {len(plan.removals)} snapshot(s)?")
+
+    plan, deleted = api.prune(obj.ctx("prune"), flags, tz_name=tz_name, dry_run=dry_run, confirm=confirm)
+    if as_json:
+        out(render.prune_json(plan, deleted, dry_run), True)
+    else:
+        out(render.prune_text(plan, deleted, dry_run), False)
+
+
+@cli.command()
+@click.option("--cron", "kind", flag_value="cron", default=True, help="Print a crontab line (default).")
+@click.option("--systemd", "kind", flag_value="systemd", help="Print a systemd service and timer.")
+@click.option("--at", default="03:17", show_default=True, metavar="HH:MM", help="Time of day to run.")
+@click.pass_obj
+def schedule(obj: Obj, kind: str, at: str) -> None:
+    """Print a cron line or systemd units that run 'dbsnap save --prune' daily for this project.
+
+    \b
+    Example:
+      dbsnap schedule --cron | crontab -     # replaces your crontab: append instead if you have one
+      dbsnap schedule --systemd --at 02:30
+    """
+    from .schedule import cron_line, systemd_units
+
+    ctx = obj.ctx("schedule")
+    root = ctx.project.root
+    if kind == "cron":
+        click.echo(cron_line(root, ctx.store.root, at))
+        return
+    for fname, text in systemd_units(root, ctx.store.root, at).items():
+        click.echo(f"# /etc/systemd/system/{fname}\n{text}")
+    click.echo("# then: systemctl daemon-reload && systemctl enable --now " + fname)
 
 
 @cli.command(name="list")

@@ -1,7 +1,9 @@
 """Named fault points, so tests can prove the atomicity promises by killing dbsnap at a chosen step.
 
-``DBSNAP_FAULT=<point>`` (or ``<point>:raise``) makes :func:`point` kill the process with SIGKILL (or raise
-``RuntimeError``) when execution reaches that point. Unset, a fault point costs one dictionary lookup.
+``DBSNAP_FAULT=<point>`` makes :func:`point` kill the process with SIGKILL when execution reaches that point;
+``<point>:raise`` raises ``RuntimeError`` instead, and ``<point>:sleep`` pauses there for
+``DBSNAP_FAULT_SECONDS`` (default 3) so a test can act while dbsnap is mid-way.
+Unset, a fault point costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -20,4 +22,9 @@ def point(name: str) -> None:
         return
     if action == "raise":
         raise RuntimeError(f"injected fault at {name}")
+    if action == "sleep":
+        import time
+
+        time.sleep(float(os.environ.get("DBSNAP_FAULT_SECONDS", "3")))
+        return
     os.kill(os.getpid(), signal.SIGKILL)

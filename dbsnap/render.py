@@ -129,3 +129,31 @@ def info_text(d: dict) -> str:
         lines.append("apps: no migration folders found in the project")
     lines.append(f"store:     {d['store']} ({d['snapshots']} snapshots)")
     return "\n".join(lines)
+
+
+def prune_text(plan, deleted: list[str], dry_run: bool) -> str:
+    lines = [f"policy: {plan.policy.describe()} ({plan.source})"]
+    for key, decisions in plan.groups.items():
+        kept = sum(1 for d in decisions if d.keep)
+        lines.append(f"database {key}: {len(decisions)} snapshots, keep {kept}, remove {len(decisions) - kept}")
+        for d in decisions:
+            lines.append(f"  {'keep  ' if d.keep else 'remove'}  {d.name}  {', '.join(d.reasons)}".rstrip())
+    if dry_run:
+        lines.append("dry run: nothing was deleted")
+    elif deleted:
+        lines.append(f"deleted {len(deleted)} snapshot(s): {', '.join(deleted)}")
+    elif not plan.removals:
+        lines.append("nothing to delete")
+    return "\n".join(lines)
+
+
+def prune_json(plan, deleted: list[str], dry_run: bool) -> dict:
+    return {
+        "policy": plan.policy.describe(),
+        "source": plan.source,
+        "dry_run": dry_run,
+        "databases": {
+            k: [{"name": d.name, "keep": d.keep, "reasons": d.reasons} for d in ds] for k, ds in plan.groups.items()
+        },
+        "deleted": deleted,
+    }

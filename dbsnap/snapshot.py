@@ -30,6 +30,7 @@ class SaveResult:
     raw_bytes: int
     stored_bytes: int
     seconds: float
+    pruned: object | None = None  # the PrunePlan when the save was followed by a prune
 
     @property
     def ratio(self) -> float:

@@ -205,6 +205,12 @@ class Store:
             for s in snaps:
                 if s.name == name:
                     return s
+        if _NAME_RE.match(name) and (self.root / name).is_dir():
+            # The folder is there but list() skipped it: a damaged snapshot, not a missing one.
+            raise IntegrityError(
+                f"snapshot {name!r} is damaged: {MANIFEST} is missing, unreadable or incomplete",
+                hint=f"remove {self.root / name} if it is not needed",
+            )
         close = difflib.get_close_matches(name, [s.name for s in snaps], n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "run 'dbsnap list' to see the snapshots"
         raise SnapshotNotFound(f"snapshot {name!r} not found in {self.root}", hint=hint)

@@ -186,7 +186,8 @@ def test_postgres_database_properties_survive_rollback(pg_shop: Project) -> None
         with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
             return c.execute(
                 "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
-                "(SELECT array_agg(a::text ORDER BY a::text) FROM unnest(d.datacl) a), shobj_description(d.oid, 'pg_database'), "
+                "(SELECT array_agg(a::text ORDER BY a::text) FROM unnest(d.datacl) a), "
+                "shobj_description(d.oid, 'pg_database'), "
                 "(SELECT setconfig FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0) "
                 "FROM pg_database d WHERE datname = %s",
                 (name,),
