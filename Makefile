@@ -1,0 +1,27 @@
+# dbsnap developer tasks. `make test` on a fresh clone installs everything into .venv and runs the tests;
+# run again, it only runs the tests (the install is redone when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+LINT_PATHS := dbsnap tests bench examples
+PYTEST_ARGS ?=
+
+.PHONY: venv test lint demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -e '.[test]'
+	touch $@
+
+test: venv
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+demo: venv
+	bash examples/demo.sh
