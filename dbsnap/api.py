@@ -12,6 +12,7 @@ from datetime import datetime
 
 from . import locking
 from . import prune as pr
+from . import reset as rs
 from . import rollback as rb
 from .archive import check_stream
 from .context import Context
@@ -74,6 +75,7 @@ def save(
     save, under the same lock; its plan is in ``result.pruned``.
     """
     name = validate_name(name) if name is not None else default_name()
+    ctx.databases()  # no project, or an unknown --database alias, fails before the store is created
     auto = prune if prune is not None else _auto_prune(ctx)
     policy = pr.resolve_policy(ctx, {}) if auto else None  # a bad policy fails before the save, not after
     with locked(ctx, f"save {name}"):
@@ -163,6 +165,7 @@ def rollback(
     Checksums are verified before anything live is touched; ``confirm`` sees the plan (databases, sessions that
     will be terminated, folder changes) and may refuse, in which case nothing changes.
     """
+    ctx.store.get(name)  # an unknown name fails before the store is created or locked
     with locked(ctx, f"rollback {name}"):
         snap = ctx.store.get(name)
         ctx.reporter.step(f"verifying snapshot {snap.name}")
@@ -176,3 +179,26 @@ def rollback(
 def unlock(ctx: Context) -> dict | None:
     """Remove a lock file left by a process that is gone (refuses while a live process holds it)."""
     return locking.force_unlock(ctx.store.root)
+
+
+def reset(
+    ctx: Context,
+    opts: rs.ResetOptions,
+    *,
+    dry_run: bool = False,
+    confirm: Callable[[rs.ResetPlan], bool] | None = None,
+    on_step: Callable[[int, str, float | None], None] | None = None,
+) -> tuple[rs.ResetPlan, rs.ResetResult | None]:
+    """Snapshot, drop, regenerate and migrate, verify; on failure roll back to the safety snapshot by itself.
+
+    The plan (databases, apps, the operations makemigrations cannot regenerate) is built and confirmed before
+    the store is locked, so nobody waits on a prompt; ``dry_run`` returns it without changing anything.
+    """
+    recover_if_needed(ctx)
+    plan = rs.plan(ctx, opts)
+    if dry_run:
+        return plan, None
+    if confirm is not None and not confirm(plan):
+        raise UsageError("reset cancelled; nothing was changed")
+    with locked(ctx, "reset"):
+        return plan, rs.run(ctx, plan, opts, on_step)

@@ -157,3 +157,50 @@ def prune_json(plan, deleted: list[str], dry_run: bool) -> dict:
         },
         "deleted": deleted,
     }
+
+
+def reset_plan_text(p) -> str:
+    lines = ["Reset plan:"]
+    for db in p.databases:
+        lines.append(f"  drop every object of {db.describe()}")
+    for f in p.folders:
+        lines.append(f"  regenerate {f.path} ({f.files} migrations deleted, __init__.py and non-Python files kept)")
+    if p.lost:
+        lines.append("  operations makemigrations cannot regenerate, LOST by this reset:")
+        for op in p.lost:
+            lines.append(f"    {op.describe()}")
+    else:
+        lines.append("  no RunPython/RunSQL/extension/custom operations in these migrations: nothing is lost")
+    for cmd in p.after:
+        lines.append(f"  then: manage.py {' '.join(cmd)}")
+    lines.append(f"  safety snapshot first: {p.safety_name} (pinned); any failure rolls back to it")
+    return "\n".join(lines)
+
+
+def reset_plan_json(p) -> dict:
+    return {
+        "databases": [db.public() for db in p.databases],
+        "apps": [{"app": f.app, "migrations": f.path, "files": f.files} for f in p.folders],
+        "lost_operations": [
+            {"app": op.app, "file": op.file, "line": op.line, "operation": op.operation, "detail": op.detail}
+            for op in p.lost
+        ],
+        "after": [" ".join(c) for c in p.after],
+        "safety_snapshot": p.safety_name,
+    }
+
+
+def reset_text(r) -> str:
+    total = sum(s for _, s in r.steps)
+    files = sum(len(v) for v in r.migrations.values())
+    return (
+        f"reset done in {total:.1f} s: {files} fresh migration(s) in {len(r.migrations)} app(s); "
+        f"safety snapshot {r.safety_snapshot}"
+    )
+
+
+def reset_json(p, r) -> dict:
+    return reset_plan_json(p) | {
+        "steps": [{"step": n, "seconds": round(s, 3)} for n, s in r.steps],
+        "migrations": r.migrations,
+    }

@@ -49,9 +49,11 @@ def validate_name(name: str) -> str:
         raise UsageError("invalid snapshot name: empty")
     if len(name) > MAX_NAME:
         raise UsageError(f"invalid snapshot name {name[:20]!r}...: longer than {MAX_NAME} characters")
+    if ".." in name or "/" in name or "\\" in name:
+        raise UsageError(f"invalid snapshot name {name!r}: no path separators or '..'")
     if name.startswith("."):
         raise UsageError(f"invalid snapshot name {name!r}: must not start with a dot")
-    if ".." in name or "/" in name or "\\" in name or not _NAME_RE.match(name):
+    if not _NAME_RE.match(name):
         raise UsageError(
             f"invalid snapshot name {name!r}: use letters, digits, '.', '_' and '-' only (no path separators or '..')"
         )

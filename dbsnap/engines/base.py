@@ -65,6 +65,11 @@ class Engine(ABC):
     def migration_rows(self) -> list[list[str]]:
         """The live ``django_migrations`` rows as ``[app, name]``, in id order (empty if there is no table)."""
 
+    @abstractmethod
+    def drop_everything(self) -> None:
+        """Remove every object (tables, views, sequences, types, functions) of the live database; the database
+        itself, its owner, encoding, settings and grants stay."""
+
     def other_sessions(self) -> list[str]:
         """Other open sessions on the live database, described one per line (engines with sessions only)."""
         return []

@@ -6,8 +6,9 @@ the row counts and ``django_migrations`` rows recorded in the manifest describe 
 Restore is all or nothing. Where the role may create databases and owns the live one, the dump is restored into
 a scratch database created with the live one's owner, encoding, locale, settings and grants; both renames then
 happen in one transaction, and the old database is kept until the caller calls ``finish``. Where it may not,
-every object is dropped and the dump replayed inside one transaction (``psql --single-transaction``), whose id is
-recorded first so that recovery can ask the server whether it committed.
+every object is dropped and the dump replayed inside one transaction that dbsnap opens and commits itself
+(BEGIN ... COMMIT through psql); its id is recorded first so that recovery can ask the server
+(``txid_status``) whether it committed.
 """
 
 from __future__ import annotations
@@ -135,8 +136,12 @@ class PostgreSQLEngine(Engine):
         raise ExternalError(f"cannot connect to a maintenance database (postgres or template1) at {self.where()}")
 
     def tool_env(self, dbname: str | None = None) -> dict[str, str]:
-        """Environment for pg_dump/pg_restore/psql: connection settings and the password, never argv."""
-        env = {k: v for k, v in self.env.items() if not k.startswith("PG")}
+        """Environment for pg_dump/pg_restore/psql: connection settings and the password, never argv.
+
+        The user's own PG* variables (PGPASSFILE, PGSSLMODE...) stay, as libpq reads them for dbsnap's own
+        connections too; what Django's settings say overrides them.
+        """
+        env = dict(self.env)
         for key, value in (
             ("PGHOST", self.db.host),
             ("PGPORT", self.db.port),
@@ -293,6 +298,20 @@ class PostgreSQLEngine(Engine):
                 conn.execute("ROLLBACK")
             conn.close()
         return DumpResult(payload=result["info"], migrations=rows, tables=tables)
+
+    # -- reset ----------------------------------------------------------------------------------------------
+
+    def drop_everything(self) -> None:
+        """Remove every object of the live database in one transaction; owner, settings and grants stay."""
+        with self.maintenance() as conn:
+            self._terminate_others(conn, self.db.name)
+        with self.connect() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+                    conn.execute(DROP_ALL_SQL)
+            except psycopg.Error as e:
+                raise ExternalError(f"dropping the objects of {self.db.name!r} failed: {_first_line(e)}") from e
 
     # -- restore: facts about the live database ----------------------------------------------------------
 

@@ -78,6 +78,25 @@ class SQLiteEngine(Engine):
                 raw.unlink()
         return DumpResult(payload=info, migrations=rows, tables=tables)
 
+    def drop_everything(self) -> None:
+        """Swap a fresh empty database file in atomically (the old one is in the safety snapshot)."""
+        self._checkpoint_live()
+        fresh = self.path.with_name(f".{self.path.name}.dbsnap-empty-{secrets.token_hex(4)}")
+        try:
+            sqlite3.connect(fresh).close()
+            with open(fresh, "rb") as f:
+                os.fsync(f.fileno())
+            if self.path.exists():
+                os.chmod(fresh, self.path.stat().st_mode & 0o777)
+            os.replace(fresh, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                fresh.unlink()
+        fsync_dir(self.path.parent)
+        for s in SIDECARS[:2]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(self.path) + s)
+
     def migration_rows(self) -> list[list[str]]:
         if not self.path.exists():
             return []

@@ -1,0 +1,288 @@
+"""The reset pipeline: snapshot, then drop, regenerate and migrate, then verify; roll back by itself on failure.
+
+Seven named steps, each reported with its time. Everything after the safety snapshot is undone by rolling back
+to it when a step fails (unless the caller asks not to): database and migration folders return together.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from pathlib import Path
+
+from . import faults
+from . import rollback as rb
+from .context import Context
+from .errors import ConfigError, DbsnapError, ResetError, UsageError
+from .fsutil import remove_tree
+from .migration_scan import LostOperation, lost_operations
+from .project import Database, MigrationFolder, manage, verify_state
+from .report import Reporter
+from .settings import read_pyproject
+from .snapshot import take_snapshot, unique_name
+from .store import validate_name
+
+STEPS = (
+    "preflight",
+    "safety snapshot",
+    "drop database objects",
+    "regenerate migrations",
+    "migrate",
+    "after-reset steps",
+    "verify",
+)
+
+
+@dataclass
+class ResetOptions:
+    apps: tuple[str, ...] = ()
+    snapshot_name: str | None = None
+    allow_production: bool = False
+    auto_rollback: bool = True
+    superuser: bool = False
+    fixtures: tuple[str, ...] = ()
+
+
+@dataclass
+class ResetPlan:
+    databases: list[Database]
+    folders: list[MigrationFolder]
+    lost: list[LostOperation]
+    after: list[list[str]]
+    safety_name: str
+
+    @property
+    def confirm_word(self) -> str:
+        """What the user types to confirm: the (first) database's name, as the issue asks."""
+        db = self.databases[0]
+        return Path(db.name).name if db.kind == "sqlite" else db.name
+
+
+@dataclass
+class ResetResult:
+    safety_snapshot: str
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    migrations: dict[str, list[str]] = field(default_factory=dict)
+    lost: list[LostOperation] = field(default_factory=list)
+
+
+class StepFailed(Exception):
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+def is_local_host(host: str) -> bool:
+    """Local: a Unix socket, localhost, a loopback address, or a single-label name (a compose service)."""
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return "." not in host
+
+
+def _after_commands(ctx: Context, opts: ResetOptions) -> list[list[str]]:
+    cmds: list[list[str]] = []
+    if opts.superuser:
+        cmds.append(["createsuperuser", "--noinput"])
+    cmds += [["loaddata", f] for f in opts.fixtures]
+    extra = read_pyproject(ctx.root).get("reset", {}).get("after", []) if ctx.root else []
+    if not isinstance(extra, list):
+        raise ConfigError("[tool.dbsnap.reset] after must be a list of manage.py command lines")
+    cmds += [shlex.split(str(c)) for c in extra]
+    return cmds
+
+
+def plan(ctx: Context, opts: ResetOptions) -> ResetPlan:
+    """Build the plan and check everything that can be checked without changing anything."""
+    project = ctx.project
+    dbs = ctx.databases()
+    by_app = {f.app: f for f in project.folders}
+    if opts.apps:
+        unknown = [a for a in opts.apps if a not in by_app]
+        if unknown:
+            raise UsageError(
+                f"app {unknown[0]!r} is not one of the project's apps with a migrations package "
+                f"({', '.join(by_app) or 'none'}); reset never adds migrations to an app that has none"
+            )
+        folders = [by_app[a] for a in opts.apps]
+    else:
+        folders = list(project.folders)
+    if not folders:
+        raise ConfigError("no migration folders of the project's own apps were found", hint="run 'dbsnap info'")
+    if not opts.allow_production:
+        if project.debug is False:
+            raise UsageError(
+                "refusing to reset: settings.DEBUG is False (this looks like production)",
+                hint="pass --allow-production if this really is a disposable database",
+            )
+        remote = [db for db in dbs if db.kind != "sqlite" and not is_local_host(db.host)]
+        if remote:
+            raise UsageError(
+                f"refusing to reset: database {remote[0].name!r} is on {remote[0].host}, not this machine",
+                hint="pass --allow-production if this really is a disposable database",
+            )
+    name = validate_name(opts.snapshot_name) if opts.snapshot_name else unique_name(ctx, "pre-reset")
+    if ctx.store.exists(name):
+        raise UsageError(f"snapshot {name!r} already exists", hint="choose another --snapshot-name")
+    return ResetPlan(
+        databases=dbs,
+        folders=folders,
+        lost=lost_operations(project.root, [(f.app, f.path) for f in folders]),
+        after=_after_commands(ctx, opts),
+        safety_name=name,
+    )
+
+
+def preflight(ctx: Context, p: ResetPlan) -> None:
+    """Databases reachable with the tools a save and an automatic rollback need; manage.py runnable."""
+    for db in p.databases:
+        engine = ctx.engine(db)
+        engine.preflight()
+        engine.preflight(for_restore=True)
+    out = manage(ctx.project, "check")
+    if out.returncode != 0:
+        raise StepFailed("manage.py check fails before anything was changed", out.stdout)
+
+
+def delete_migration_modules(root: Path, folder: str) -> list[str]:
+    """Remove the migration modules of one folder: keep ``__init__.py`` and non-Python files, drop caches."""
+    base = root / folder
+    removed = []
+    for path in sorted(base.iterdir()):
+        if path.name == "__pycache__":
+            remove_tree(path)
+        elif path.is_file() and path.suffix in (".py", ".pyc") and path.name != "__init__.py":
+            path.unlink()
+            removed.append(path.name)
+    return removed
+
+
+def _check(out, what: str) -> str:
+    if out.returncode != 0:
+        raise StepFailed(f"{what} failed (exit code {out.returncode})", out.stdout)
+    return out.stdout
+
+
+def run(
+    ctx: Context,
+    p: ResetPlan,
+    opts: ResetOptions,
+    on_step: Callable[[int, str, float | None], None] | None = None,
+) -> ResetResult:
+    """Carry out a confirmed plan; the caller holds the store lock."""
+    project = ctx.project
+    result = ResetResult(safety_snapshot=p.safety_name, lost=p.lost)
+    report = on_step or (lambda i, name, secs: None)
+    step_no = 0
+
+    def step(name: str, fn: Callable[[], object]) -> object:
+        nonlocal step_no
+        step_no = STEPS.index(name) + 1
+        report(step_no, name, None)
+        t0 = time.monotonic()
+        # Each step is one line; the save and rollback machinery underneath stays silent.
+        loud, ctx.reporter = ctx.reporter, Reporter()
+        try:
+            value = fn()
+        finally:
+            ctx.reporter = loud
+        faults.point(f"reset.after-{name.replace(' ', '-')}")
+        secs = time.monotonic() - t0
+        result.steps.append((name, secs))
+        report(step_no, name, secs)
+        return value
+
+    try:
+        step("preflight", lambda: preflight(ctx, p))
+    except StepFailed as e:
+        raise ResetError(f"reset failed at [1/7] preflight: {e}; nothing was changed", hint=_tail(e.output)) from e
+    step(
+        "safety snapshot",
+        lambda: take_snapshot(ctx, p.safety_name, origin="pre-reset", pin=True, note="safety snapshot before reset"),
+    )
+    try:
+        step("drop database objects", lambda: [ctx.engine(db).drop_everything() for db in p.databases])
+
+        def regenerate() -> None:
+            for f in p.folders:
+                delete_migration_modules(project.root, f.path)
+            _check(manage(project, "makemigrations", "--noinput", *[f.app for f in p.folders]), "makemigrations")
+            for f in p.folders:
+                result.migrations[f.app] = sorted(
+                    x.name for x in (project.root / f.path).glob("*.py") if x.name != "__init__.py"
+                )
+
+        step("regenerate migrations", regenerate)
+        step(
+            "migrate",
+            lambda: [
+                _check(manage(project, "migrate", "--noinput", "--database", db.alias), "migrate") for db in p.databases
+            ],
+        )
+        step(
+            "after-reset steps",
+            lambda: [_check(manage(project, *cmd), "manage.py " + " ".join(cmd)) for cmd in p.after],
+        )
+        step("verify", lambda: verify(ctx, p))
+    except BaseException as exc:
+        raise _fail(ctx, p, opts, step_no, exc) from exc
+    return result
+
+
+def verify(ctx: Context, p: ResetPlan) -> None:
+    """check passes; no model changes; no unapplied migrations; history rows == files; every model table exists."""
+    project = ctx.project
+    _check(manage(project, "check"), "manage.py check")
+    out = manage(project, "makemigrations", "--check", "--dry-run")
+    if out.returncode != 0:
+        raise StepFailed("makemigrations --check finds model changes without migrations", out.stdout)
+    for db in p.databases:
+        state = verify_state(project, db.alias)
+        problems = []
+        if state["stale"]:
+            problems.append(f"{len(state['stale'])} django_migrations rows without a file: {_pairs(state['stale'])}")
+        if state["unapplied"]:
+            problems.append(f"{len(state['unapplied'])} unapplied migrations: {_pairs(state['unapplied'])}")
+        if state["missing_tables"]:
+            problems.append(f"tables missing: {', '.join(state['missing_tables'][:5])}")
+        if problems:
+            raise StepFailed(f"database {db.alias!r}: " + "; ".join(problems))
+
+
+def _pairs(rows: list[list[str]]) -> str:
+    shown = ", ".join(f"{a}.{n}" for a, n in rows[:5])
+    return shown + (" ..." if len(rows) > 5 else "")
+
+
+def _tail(output: str, lines: int = 12) -> str | None:
+    rows = [ln for ln in (output or "").rstrip().splitlines() if ln.strip()]
+    return "\n".join(rows[-lines:]) if rows else None
+
+
+def _fail(ctx: Context, p: ResetPlan, opts: ResetOptions, step_no: int, exc: BaseException) -> DbsnapError:
+    """Roll back to the safety snapshot (unless disabled) and describe what happened."""
+    where = f"[{step_no}/7] {STEPS[step_no - 1]}"
+    if isinstance(exc, KeyboardInterrupt):
+        why = "interrupted"
+    elif isinstance(exc, DbsnapError):
+        why = exc.message
+    else:
+        why = str(exc) or type(exc).__name__
+    output = exc.output if isinstance(exc, StepFailed) else ""
+    if not opts.auto_rollback:
+        state = f"left as it is (--no-auto-rollback); roll back with: dbsnap rollback {p.safety_name}"
+    else:
+        try:
+            snap = ctx.store.get(p.safety_name)
+            ctx.store.verify_checksums(snap)
+            rb.run(ctx, rb.plan(ctx, snap, safety=False))
+            state = f"rolled back to the safety snapshot {p.safety_name}: database and migration files are as before"
+        except BaseException as e:  # report the state whatever went wrong
+            msg = e.message if isinstance(e, DbsnapError) else str(e)
+            state = f"the automatic rollback failed too ({msg}); restore with: dbsnap rollback {p.safety_name}"
+    return ResetError(f"reset failed at {where}: {why}; {state}", hint=_tail(output))
