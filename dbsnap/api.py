@@ -16,7 +16,8 @@ from . import reset as rs
 from . import rollback as rb
 from .archive import check_stream
 from .context import Context
-from .errors import UsageError
+from .errors import IntegrityError, UsageError
+from .fsutil import remove_tree
 from .settings import read_pyproject
 from .snapshot import SaveResult, default_name, take_snapshot
 from .store import Snapshot, validate_name
@@ -25,7 +26,20 @@ from .store import Snapshot, validate_name
 @contextlib.contextmanager
 def locked(ctx: Context, command: str) -> Iterator[None]:
     """Hold the store lock; recover an interrupted rollback and clear ``.tmp`` before the verb runs."""
+    created = not ctx.store.root.exists()
     ctx.store.ensure()
+    try:
+        with _held(ctx, command):
+            yield
+    except BaseException:
+        # A command that failed must not leave behind a store it created (and that holds nothing).
+        if created and not ctx.store.list() and not ctx.store.read_journal():
+            remove_tree(ctx.store.root)
+        raise
+
+
+@contextlib.contextmanager
+def _held(ctx: Context, command: str) -> Iterator[None]:
     with locking.store_lock(ctx.store.root, command, ctx.lock_timeout) as info:
         if info["took_over"]:
             ctx.reporter.warn(f"took over the stale lock of {locking.describe_owner(info['took_over'])}")
@@ -53,7 +67,7 @@ def info(ctx: Context) -> dict:
         "fallback_reason": p.fallback,
         "django_version": p.django_version,
         "debug": p.debug,
-        "databases": [db.public() | {"engine": db.kind} for db in p.databases.values()],
+        "databases": [db.public() for db in ctx.databases()],
         "apps": [{"app": f.app, "migrations": f.path, "files": f.files} for f in p.folders],
         "store": str(ctx.store.root),
         "snapshots": len(ctx.store.list()),
@@ -119,8 +133,10 @@ def prune(
 
 
 def list_snapshots(ctx: Context) -> list[Snapshot]:
-    """Committed snapshots, oldest first."""
+    """Committed snapshots, oldest first; damaged snapshot folders are named in a warning."""
     recover_if_needed(ctx)
+    for name in ctx.store.damaged():
+        ctx.reporter.warn(f"{name}: damaged snapshot folder (no usable manifest.json); 'dbsnap delete {name} --force'")
     return ctx.store.list()
 
 
@@ -132,7 +148,17 @@ def show(ctx: Context, name: str) -> Snapshot:
 def delete(ctx: Context, names: list[str], *, force: bool = False) -> list[str]:
     """Delete snapshots; all names are checked first, so a bad one changes nothing. Pinned ones need ``force``."""
     with locked(ctx, "delete " + " ".join(names)):
-        snaps = [ctx.store.get(n) for n in names]
+        damaged = set(ctx.store.damaged())
+        snaps = []
+        for n in names:
+            if n in damaged:
+                if not force:
+                    raise IntegrityError(
+                        f"snapshot {n!r} is damaged (no usable manifest.json)", hint="--force deletes it"
+                    )
+                snaps.append(Snapshot(name=n, path=ctx.store.root / n, manifest={}))
+            else:
+                snaps.append(ctx.store.get(n))
         pinned = [s.name for s in snaps if s.pinned]
         if pinned and not force:
             raise UsageError(f"snapshot {pinned[0]!r} is pinned", hint="unpin it first or pass --force")

@@ -300,7 +300,7 @@ def rollback(obj: Obj, name: str, yes: bool, no_safety_snapshot: bool, as_json: 
         return confirm_or_refuse(False, "Proceed?")
 
     result = api.rollback(ctx, name, safety=not no_safety_snapshot, confirm=confirm)
-    out(result.__dict__ if as_json else render.rollback_text(result), as_json)
+    out(result.__dict__ | {"seconds": round(result.seconds, 3)} if as_json else render.rollback_text(result), as_json)
 
 
 @cli.command()
@@ -389,6 +389,58 @@ def unlock(obj: Obj) -> None:
     """
     owner = api.unlock(obj.ctx("unlock"))
     click.echo("no lock" if owner is None else "removed the lock")
+
+
+def _override(name: str):
+    """Callback for an option given after the command: it wins over the same option given before it."""
+
+    def callback(cctx: click.Context, param: click.Parameter, value):
+        if value not in (None, ()):
+            cctx.find_object(Obj).kwargs[name] = value
+        return value
+
+    return callback
+
+
+def _common_params() -> list[click.Option]:
+    """--project, --store, --database and --lock-timeout are accepted after the command name too."""
+    return [
+        click.Option(
+            ["--project"],
+            type=click.Path(file_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_override("project"),
+            help="Django project root (same as before the command).",
+        ),
+        click.Option(
+            ["--store"],
+            type=click.Path(file_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_override("store"),
+            help="Snapshot store folder (same as before the command).",
+        ),
+        click.Option(
+            ["--database", "-d"],
+            multiple=True,
+            metavar="ALIAS",
+            expose_value=False,
+            callback=_override("database"),
+            help="DATABASES alias to work on (repeatable).",
+        ),
+        click.Option(
+            ["--lock-timeout"],
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            expose_value=False,
+            callback=_override("lock_timeout"),
+            help="Seconds to wait for the store lock.",
+        ),
+    ]
+
+
+for _command in cli.commands.values():
+    _command.params.extend(_common_params())
 
 
 def confirm_or_refuse(yes: bool, question: str) -> bool:

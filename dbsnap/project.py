@@ -104,6 +104,7 @@ class Database:
         """Everything but the password, for output and manifests."""
         d = asdict(self)
         d.pop("password")
+        d["engine"] = d.pop("kind")
         d["options"] = {k: v for k, v in self.options.items() if "pass" not in k.lower()}
         return d
 

@@ -8,6 +8,11 @@ from .snapshot import SaveResult
 from .store import Snapshot
 
 
+def seconds(s: float) -> str:
+    """A duration for people: two decimals under 10 s, one above."""
+    return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
+
+
 def snapshot_summary(s: Snapshot) -> dict:
     m = s.manifest
     return {
@@ -68,7 +73,7 @@ def show_text(s: Snapshot) -> str:
 def save_text(r: SaveResult) -> str:
     return (
         f"saved {r.snapshot.name}: {human_bytes(r.raw_bytes)} -> {human_bytes(r.stored_bytes)} "
-        f"(ratio {r.ratio:.1f}x) in {r.seconds:.1f} s"
+        f"(ratio {r.ratio:.1f}x) in {seconds(r.seconds)}"
     )
 
 
@@ -102,7 +107,7 @@ def rollback_text(r: RollbackResult) -> str:
     safety = f"; safety snapshot {r.safety_snapshot}" if r.safety_snapshot else ""
     return (
         f"rolled back to {r.snapshot}: {len(r.databases)} database(s), {len(r.folders)} migration folder(s) "
-        f"in {r.seconds:.1f} s{safety}"
+        f"in {seconds(r.seconds)}{safety}"
     )
 
 

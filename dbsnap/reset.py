@@ -221,7 +221,8 @@ def run(
         step(
             "migrate",
             lambda: [
-                _check(manage(project, "migrate", "--noinput", "--database", db.alias), "migrate") for db in p.databases
+                _check(manage(project, "migrate", "--noinput", "--run-syncdb", "--database", db.alias), "migrate")
+                for db in p.databases
             ],
         )
         step(

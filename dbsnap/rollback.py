@@ -196,6 +196,7 @@ def recover(ctx: Context, journal: dict) -> str:
             e.finish(st)
         for f in journal["folders"]:
             remove_tree(Path(f["backup"]))
+        faults.point("rollback.after-finish")
     else:
         journal["phase"] = "undoing"
         ctx.store.write_journal(journal)

@@ -189,9 +189,23 @@ class Store:
             if p.name.startswith(".") or not p.is_dir():
                 continue
             s = self._load(p)
-            if s is not None and "created_at" in s.manifest:
-                snaps.append(s)
+            if s is None:
+                continue
+            try:
+                s.created_at  # noqa: B018 - a manifest whose date does not parse is damaged, not listed
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            snaps.append(s)
         return sorted(snaps, key=lambda s: (s.created_at, s.name))
+
+    def damaged(self) -> list[str]:
+        """Folders that look like snapshots but have no usable manifest: not listed, removable by delete --force."""
+        if not self.root.is_dir():
+            return []
+        good = {s.name for s in self.list()}
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in good
+        )
 
     def exists(self, name: str) -> bool:
         return (self.root / name / MANIFEST).is_file()

@@ -56,25 +56,25 @@ BEGIN
            WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\_%' LOOP
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', r.nspname);
   END LOOP;
-  FOR r IN SELECT c.oid::regclass AS obj, c.relkind FROM pg_class c
-           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-             AND NOT c.relispartition LOOP
-    EXECUTE format('DROP %s IF EXISTS %s CASCADE',
-      CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                     WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.obj);
+  -- An earlier CASCADE may already have dropped an object listed here: check it still exists first.
+  FOR r IN SELECT c.oid, c.relkind FROM pg_class c
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+             AND NOT c.relispartition
+           ORDER BY c.relkind = 'S' LOOP
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = r.oid);
+    EXECUTE format('DROP %s %s CASCADE',
+      CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                     WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.oid::regclass);
   END LOOP;
-  FOR r IN SELECT c.oid::regclass AS obj FROM pg_class c
-           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S' LOOP
-    EXECUTE format('DROP SEQUENCE IF EXISTS %s CASCADE', r.obj);
+  FOR r IN SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace LOOP
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_proc WHERE oid = r.oid);
+    EXECUTE format('DROP ROUTINE %s CASCADE', r.oid::regprocedure);
   END LOOP;
-  FOR r IN SELECT p.oid::regprocedure AS obj FROM pg_proc p
-           WHERE p.pronamespace = 'public'::regnamespace LOOP
-    EXECUTE format('DROP ROUTINE IF EXISTS %s CASCADE', r.obj);
-  END LOOP;
-  FOR r IN SELECT t.oid::regtype AS obj FROM pg_type t
+  FOR r IN SELECT t.oid FROM pg_type t
            WHERE t.typnamespace = 'public'::regnamespace AND t.typtype IN ('c', 'd', 'e', 'r', 'm')
              AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c') LOOP
-    EXECUTE format('DROP TYPE IF EXISTS %s CASCADE', r.obj);
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_type WHERE oid = r.oid);
+    EXECUTE format('DROP TYPE %s CASCADE', r.oid::regtype);
   END LOOP;
 END
 $dbsnap$;
@@ -181,17 +181,20 @@ class PostgreSQLEngine(Engine):
                 hint="install the PostgreSQL client tools (e.g. apt install postgresql-client) or set DBSNAP_PG_BIN",
             )
         best: tuple[list[str], int, str] | None = None
+        first_error: ExternalError | None = None
         for cmd in candidates:
             try:
                 major, ver = _client_major(run([*cmd, "--version"], self.env, f"{name} --version", timeout=30))
-            except ExternalError:
+            except ExternalError as e:
+                first_error = first_error or e
                 continue
             if major >= server_major:
                 return cmd, ver
             if best is None or major > best[1]:
                 best = (cmd, major, ver)
         if best is None:
-            raise ExternalError(f"{name} could not be run ({' '.join(candidates[0])})")
+            reason = f": {first_error.message}" if first_error else ""
+            raise ExternalError(f"{name} could not be run ({' '.join(candidates[0])}){reason}")
         raise ExternalError(
             f"{name} {best[2]} is older than the PostgreSQL server ({server_major}): it cannot handle this server",
             hint=f"install postgresql-client-{server_major} or point DBSNAP_PG_BIN at a {server_major}+ bin folder",
