@@ -239,8 +239,10 @@ def delete(obj: Obj, names: tuple[str, ...], yes: bool, force: bool, as_json: bo
       dbsnap delete snap-20260101-120000 old-experiment --yes
     """
     ctx = obj.ctx("delete")
+    damaged = set(ctx.store.damaged())
     for n in names:
-        ctx.store.get(n)  # unknown names fail before the question
+        if n not in damaged or not force:
+            ctx.store.get(n)  # unknown (or damaged, without --force) names fail before the question
     confirm_or_refuse(yes, f"Delete {len(names)} snapshot(s): {', '.join(names)}?")
     deleted = api.delete(ctx, list(names), force=force)
     out({"deleted": deleted} if as_json else f"deleted {', '.join(deleted)}", as_json)

@@ -225,7 +225,7 @@ class Store:
             # The folder is there but list() skipped it: a damaged snapshot, not a missing one.
             raise IntegrityError(
                 f"snapshot {name!r} is damaged: {MANIFEST} is missing, unreadable or incomplete",
-                hint=f"remove {self.root / name} if it is not needed",
+                hint=f"'dbsnap delete {name} --force' removes it",
             )
         close = difflib.get_close_matches(name, [s.name for s in snaps], n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "run 'dbsnap list' to see the snapshots"

@@ -611,3 +611,37 @@ def test_project_without_manage_py_is_4(tmp_path: Path) -> None:
     failed(run(p, "--project", str(tmp_path / "missing"), "save", "x"), 4, "does not exist")
     failed(run(p, "save", "x"), 4, "no Django project found", "--project")
     assert tree(tmp_path) == before
+
+
+def test_options_after_the_command_name(sqlite_shop, tmp_path) -> None:
+    """--store, --lock-timeout, --database and --project work after the command too (and win)."""
+    from dbsnap.locking import store_lock
+
+    elsewhere = tmp_path / "after-store"
+    sqlite_shop.ok("save", "a", "--store", str(elsewhere), "--database", "default")
+    assert (elsewhere / "a" / "manifest.json").is_file()
+    with store_lock(elsewhere, "test holder"):
+        res = sqlite_shop.dbsnap("save", "b", "--store", str(elsewhere), "--lock-timeout", "0.3")
+    assert res.returncode == 11 and "test holder" in res.stderr
+    bad = sqlite_shop.dbsnap("save", "c", "--database", "nosuchalias")
+    assert bad.returncode == 4 and "nosuchalias" in bad.stderr
+
+
+def test_failed_command_leaves_no_new_store(sqlite_shop) -> None:
+    """A save that fails after taking the lock removes the store folder it had to create."""
+    res = sqlite_shop.dbsnap("save", "x", env={"DBSNAP_FAULT": "save.after-dump:raise"})
+    assert res.returncode == 1 and "injected fault" in res.stderr
+    assert not sqlite_shop.store.exists()
+
+
+def test_damaged_snapshot_folder_is_listed_and_deletable(sqlite_shop) -> None:
+    sqlite_shop.ok("save", "good")
+    broken = sqlite_shop.store / "broken"
+    broken.mkdir()
+    (broken / "db-default.sqlite3.zst").write_bytes(b"x")
+    res = sqlite_shop.ok("list")
+    assert "broken: damaged snapshot folder" in res.stderr and "good" in res.stdout
+    refused = sqlite_shop.dbsnap("delete", "broken", "--yes")
+    assert refused.returncode == 6 and "--force" in refused.stderr
+    sqlite_shop.ok("delete", "broken", "--yes", "--force")
+    assert not broken.exists() and (sqlite_shop.store / "good").exists()

@@ -56,6 +56,7 @@ ROLLBACK_KILLS = [
     ("rollback.after-db-swap", "old"),  # database swapped, folders not yet: undone
     ("rollback.during-file-swap", "new"),  # first folder swapped: finished
     ("rollback.before-finish", "new"),  # verified, old copies not yet dropped: finished
+    ("rollback.after-finish", "new"),  # old copies dropped, journal not yet cleared: finished
 ]
 
 
