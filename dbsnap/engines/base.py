@@ -134,6 +134,12 @@ def run(argv: list[str], env: dict[str, str], what: str, timeout: float | None =
     return proc.stdout
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def tail(text: str, lines: int = 3) -> str:
     """The last non-empty lines of a tool's output, joined into one line."""
     rows = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]

@@ -1,0 +1,357 @@
+"""PostgreSQL restore, all or nothing: a scratch database swapped in by rename, or one transaction.
+
+Where the role may create databases and owns the live one, the dump is restored into a scratch database created
+with the live one's owner, encoding, locale, settings, grants and comment; both renames then happen in one
+transaction, and the old database is kept until ``finish``. Where it may not, every object is dropped and the
+dump replayed inside one transaction that dbsnap opens and commits itself (BEGIN ... COMMIT through psql); its id
+is recorded first so that recovery can ask the server (``txid_status``) whether it committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .. import faults
+from ..archive import decompressed_chunks, read_chunks
+from ..errors import ExternalError, RollbackError
+from .base import Progress, read_tail, stderr_file
+from .pg_sql import DROP_ALL_SQL, LOCK_TIMEOUT
+
+# GUCs whose values are lists: each element must be quoted separately when copied (as pg_dump does).
+_LIST_GUCS = {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
+
+
+class RestoreMixin:
+    """The restore half of :class:`~dbsnap.engines.postgresql.PostgreSQLEngine` (connections and tools there)."""
+
+    # -- restore: facts about the live database ----------------------------------------------------------
+
+    def _db_props(self, conn: psycopg.Connection, name: str) -> dict | None:
+        row = conn.execute(
+            "SELECT row_to_json(d)::jsonb || jsonb_build_object("
+            " 'owner', pg_get_userbyid(d.datdba), 'encoding_name', pg_encoding_to_char(d.encoding),"
+            " 'tablespace', (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace),"
+            " 'comment', shobj_description(d.oid, 'pg_database')) FROM pg_database d WHERE datname = %s",
+            (name,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def can_swap(self, conn: psycopg.Connection, owner: str) -> bool:
+        """Whether this role can create databases and rename the live one (else: in-transaction restore)."""
+        return bool(
+            conn.execute(
+                "SELECT (r.rolsuper OR r.rolcreatedb) AND pg_has_role(current_user, %s, 'MEMBER') "
+                "FROM pg_roles r WHERE r.rolname = current_user",
+                (owner,),
+            ).fetchone()[0]
+        )
+
+    def restore_mode(self) -> str:
+        with self.maintenance() as conn:
+            props = self._db_props(conn, self.db.name)
+            if props is None:
+                raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
+            return "swap" if self.can_swap(conn, props["owner"]) else "transaction"
+
+    # -- restore: swap mode -----------------------------------------------------------------------------
+
+    def new_restore_state(self, payload: Path) -> dict:
+        token = secrets.token_hex(3)
+        base = self.db.name[:40]
+        return {
+            "mode": self.restore_mode(),
+            "live": self.db.name,
+            "scratch": f"{base}_dbsnap_new_{token}",
+            "old": f"{base}_dbsnap_old_{token}",
+            "payload": str(payload),
+        }
+
+    def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
+        server_major, _ = self.server_version()
+        pg_restore, _ = self.tool("pg_restore", server_major)
+        if state["mode"] == "transaction":
+            self.tool("psql", server_major)
+            return state  # everything happens in swap_in, inside one transaction
+        with self.maintenance() as conn:
+            props = self._db_props(conn, self.db.name)
+            if props is None:
+                raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
+            self._create_like(conn, props, state["scratch"])
+        try:
+            faults.point("pg.after-create-scratch")
+            self._pg_restore(pg_restore, Path(state["payload"]), state["scratch"], progress)
+        except BaseException:
+            self.discard(state)
+            raise
+        return state
+
+    def _create_like(self, conn: psycopg.Connection, p: dict, name: str) -> None:
+        """CREATE DATABASE ``name`` with the live database's owner, encoding, locale, settings, grants, comment."""
+        parts = [
+            sql.SQL("CREATE DATABASE {} WITH TEMPLATE template0 OWNER {} ENCODING {}").format(
+                sql.Identifier(name), sql.Identifier(p["owner"]), sql.Literal(p["encoding_name"])
+            )
+        ]
+        if p.get("datlocprovider") == "i":
+            parts.append(
+                sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(
+                    sql.Literal(p.get("daticulocale") or p.get("datlocale"))
+                )
+            )
+        parts.append(
+            sql.SQL("LC_COLLATE {} LC_CTYPE {} CONNECTION LIMIT {}").format(
+                sql.Literal(p["datcollate"]), sql.Literal(p["datctype"]), sql.Literal(int(p["datconnlimit"]))
+            )
+        )
+        if p.get("tablespace") and p["tablespace"] != "pg_default":
+            parts.append(sql.SQL("TABLESPACE {}").format(sql.Identifier(p["tablespace"])))
+        conn.execute(sql.SQL(" ").join(parts))
+        try:
+            ident = sql.Identifier(name)
+            settings = conn.execute(
+                "SELECT pg_get_userbyid(setrole), setrole, setconfig FROM pg_db_role_setting WHERE setdatabase = %s",
+                (int(p["oid"]),),
+            ).fetchall()
+            for role, role_oid, config in settings:
+                for item in config or []:
+                    key, _, value = item.partition("=")
+                    if key in _LIST_GUCS:
+                        vals = [v.strip().strip('"') for v in value.split(",") if v.strip()]
+                        val = sql.SQL(", ").join(sql.Literal(v) for v in vals)
+                    else:
+                        val = sql.Literal(value)
+                    target = sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(role), ident) if role_oid else None
+                    stmt = sql.SQL("ALTER {} SET {} TO {}").format(
+                        target or sql.SQL("DATABASE {}").format(ident), sql.Identifier(key), val
+                    )
+                    conn.execute(stmt)
+            if p.get("datacl"):
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+                grants = conn.execute(
+                    "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,"
+                    " a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s",
+                    (p["datname"],),
+                ).fetchall()
+                for grantee, priv, grantable in grants:
+                    conn.execute(
+                        sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                            sql.SQL(priv),
+                            ident,
+                            sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                            sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL(""),
+                        )
+                    )
+            if p.get("comment"):
+                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, sql.Literal(p["comment"])))
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            raise
+
+    def _pg_restore(self, pg_restore: list[str], payload: Path, dbname: str, progress: Progress | None) -> None:
+        argv = [*pg_restore, "--no-password", "--exit-on-error", "--single-transaction", "-d", dbname]
+        self._feed(argv, payload, progress, env=self.tool_env(dbname), what=f"pg_restore into {dbname!r}")
+
+    def _feed(self, argv: list[str], payload: Path, progress: Progress | None, env: dict, what: str, head: str = ""):
+        """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError if it fails."""
+        with stderr_file() as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+            assert proc.stdin is not None
+            try:
+                try:
+                    if head:
+                        proc.stdin.write(head.encode())
+                    for chunk in decompressed_chunks(payload, progress):
+                        proc.stdin.write(chunk)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # the tool stopped reading: its exit code and stderr say why
+                rc = proc.wait()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            if rc != 0:
+                raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
+
+    def _terminate_others(self, conn: psycopg.Connection, name: str, wait: float = 5.0) -> None:
+        """Terminate the other sessions on ``name`` and wait (bounded) until they are gone."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()[0]
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    def _rename_pair(self, first: tuple[str, str], second: tuple[str, str], retries: int = 50) -> None:
+        """Rename two databases in one transaction (both or neither), terminating sessions on them first."""
+        with self.maintenance() as conn:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            last: Exception | None = None
+            for _ in range(retries):
+                self._terminate_others(conn, first[0])
+                self._terminate_others(conn, second[0])
+                try:
+                    with conn.transaction():
+                        for a, b in (first, second):
+                            conn.execute(
+                                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(a), sql.Identifier(b))
+                            )
+                    return
+                except (psycopg.errors.ObjectInUse, psycopg.errors.LockNotAvailable) as e:
+                    last = e  # a client reconnected between terminate and rename: try again
+                    time.sleep(0.1)
+            raise RollbackError(f"could not swap databases: sessions keep reconnecting to {first[0]!r} ({last})")
+
+    def swap_in(self, state: dict) -> dict:
+        if state["mode"] == "transaction":
+            return self._restore_in_transaction(state)
+        self._rename_pair((state["live"], state["old"]), (state["scratch"], state["live"]))
+        return state
+
+    def undo_swap(self, state: dict) -> None:
+        if state["mode"] == "transaction":
+            raise RollbackError(
+                f"database {state['live']!r} was restored in place and cannot be swapped back",
+                hint="roll back to the safety snapshot to return to the previous state",
+            )
+        with self.maintenance() as conn:
+            exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+        if state["old"] in exists:
+            self._rename_pair((state["live"], state["scratch"]), (state["old"], state["live"]))
+
+    def _drop(self, name: str) -> None:
+        with self.maintenance() as conn:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            self._terminate_others(conn, name)
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+    def finish(self, state: dict) -> None:
+        if state["mode"] == "swap":
+            self._drop(state["old"])
+
+    def discard(self, state: dict) -> None:
+        if state["mode"] == "swap":
+            self._drop(state["scratch"])
+
+    def is_swapped(self, state: dict) -> bool:
+        if state["mode"] == "transaction":
+            if not state.get("xid"):
+                return False
+            with self.maintenance() as conn:
+                status = conn.execute("SELECT txid_status(%s::bigint)", (state["xid"],)).fetchone()[0]
+            return status == "committed"
+        with self.maintenance() as conn:
+            exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+        # No scratch left: swapped in (``old`` kept, or already dropped by ``finish``, which an interrupted
+        # forward recovery must not mistake for "not swapped yet"); an unprepared restore has nothing to undo.
+        return state["scratch"] not in exists
+
+    # -- restore: in-transaction mode (no CREATEDB) -------------------------------------------------------
+
+    def _restore_in_transaction(self, state: dict) -> dict:
+        """Drop everything and replay the dump in ONE transaction: it commits whole or not at all.
+
+        BEGIN and COMMIT are written by dbsnap itself (not ``psql --single-transaction``, which would COMMIT at
+        end of input): if dbsnap dies mid-stream, psql sees EOF without COMMIT and the server rolls back.
+        """
+        server_major, _ = self.server_version()
+        psql, _ = self.tool("psql", server_major)
+        pg_restore, _ = self.tool("pg_restore", server_major)
+        with self.maintenance() as conn:
+            self._terminate_others(conn, state["live"])
+        marker = f"dbsnap-xid-{secrets.token_hex(4)}:"
+        head = (
+            f"BEGIN;\nSET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
+            f"SELECT '{marker}' || txid_current();\n{DROP_ALL_SQL}\n"
+        )
+        procs: list[subprocess.Popen] = []
+        with stderr_file() as err:
+            try:
+                # pg_restore turns the archive into SQL; psql runs it after our prologue, in our transaction.
+                dec = subprocess.Popen(
+                    [*pg_restore, "--no-password", "-f", "-"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env=self.tool_env(),
+                )
+                procs.append(dec)
+                psql_proc = subprocess.Popen(
+                    [*psql, "--no-password", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env=self.tool_env(),
+                )
+                procs.append(psql_proc)
+                assert psql_proc.stdin is not None and psql_proc.stdout is not None and dec.stdout is not None
+                xid: dict = {}
+                got = threading.Event()
+
+                def drain() -> None:
+                    # psql prints query results (e.g. of setval); read them all so its stdout never blocks.
+                    for raw in psql_proc.stdout:  # type: ignore[union-attr]
+                        line = raw.decode(errors="replace").strip()
+                        if line.startswith(marker):
+                            xid["xid"] = line[len(marker) :]
+                            got.set()
+                    got.set()
+
+                threading.Thread(target=drain, daemon=True).start()
+                feeder = threading.Thread(target=self._pipe_payload, args=(dec, Path(state["payload"])), daemon=True)
+                feeder.start()
+                psql_proc.stdin.write(head.encode())
+                psql_proc.stdin.flush()
+                got.wait(60)
+                if "xid" not in xid:
+                    raise ExternalError(f"restore of {state['live']!r} could not start: {read_tail(err)}")
+                # The journal records the transaction id before COMMIT can be sent, so recovery can ask the
+                # server (txid_status) whether the restore committed.
+                state["xid"] = xid["xid"]
+                self.checkpoint(state)
+                faults.point("pg.transaction-before-commit")
+                try:
+                    for chunk in read_chunks(dec.stdout):
+                        psql_proc.stdin.write(chunk)
+                    if dec.wait() != 0:
+                        raise ExternalError(f"pg_restore could not read the snapshot: {read_tail(err)}")
+                    psql_proc.stdin.write(b"\nCOMMIT;\n")
+                    psql_proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # psql stopped (ON_ERROR_STOP): its exit code says so
+                rc = psql_proc.wait()
+                feeder.join()
+                if rc != 0:
+                    raise ExternalError(f"restore of {state['live']!r} failed and was rolled back: {read_tail(err)}")
+            except BaseException:
+                for p in procs:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.kill()
+                    p.wait()
+                raise
+        return state
+
+    @staticmethod
+    def _pipe_payload(proc: subprocess.Popen, payload: Path) -> None:
+        assert proc.stdin is not None
+        try:
+            for chunk in decompressed_chunks(payload):
+                proc.stdin.write(chunk)
+        except (BrokenPipeError, Exception):
+            proc.kill()
+        finally:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                proc.stdin.close()
