@@ -191,14 +191,22 @@ def rollback(
     Checksums are verified before anything live is touched; ``confirm`` sees the plan (databases, sessions that
     will be terminated, folder changes) and may refuse, in which case nothing changes.
     """
-    ctx.store.get(name)  # an unknown name fails before the store is created or locked
-    with locked(ctx, f"rollback {name}"):
-        snap = ctx.store.get(name)
-        ctx.reporter.step(f"verifying snapshot {snap.name}")
-        ctx.store.verify_checksums(snap)
-        plan = rb.plan(ctx, snap, safety=safety)
-        if confirm is not None and not confirm(plan):
-            raise UsageError("rollback cancelled; nothing was changed")
+    recover_if_needed(ctx)
+    snap = ctx.store.get(name)  # "latest" is resolved once: the rollback cannot drift to a newer snapshot
+    ctx.reporter.step(f"verifying snapshot {snap.name}")
+    ctx.store.verify_checksums(snap)
+    verified = ctx.store.file_identity(snap)
+    plan = rb.plan(ctx, snap, safety=safety)
+    # The question is asked before the store is locked, so a scheduled save is not blocked by a prompt.
+    if confirm is not None and not confirm(plan):
+        raise UsageError("rollback cancelled; nothing was changed")
+    with locked(ctx, f"rollback {snap.name}"):
+        current = ctx.store.get(snap.name)
+        if current.manifest != snap.manifest:
+            raise UsageError(f"snapshot {snap.name!r} was replaced while waiting for confirmation; nothing was changed")
+        if ctx.store.file_identity(current) != verified:
+            ctx.store.verify_checksums(current)  # files touched since the check above: hash them again
+        plan.snapshot = current
         return rb.run(ctx, plan)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -48,7 +47,7 @@ SKIP_DIRS = {
     "dist-packages",
     "snapshots",
 }
-_MARK = "DBSNAP-DISCOVERY:"
+MARK = "DBSNAP-DISCOVERY:"
 
 _DISCOVER = r"""
 import json, os, sys
@@ -83,7 +82,7 @@ for app in apps.get_app_configs():
             mdir = list(spec.submodule_search_locations)[0]
     out["apps"].append({"label": app.label, "name": app.name, "path": app.path, "module": module, "dir": mdir})
 print("@MARK@" + json.dumps(out))
-""".replace("@MARK@", _MARK)
+""".replace("@MARK@", MARK)
 
 
 @dataclass
@@ -242,11 +241,11 @@ def _from_settings(root: Path, env: dict[str, str], settings_module: str, python
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise _SettingsUnavailable(str(e)) from e
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)), None)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
     if proc.returncode != 0 or line is None:
         tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         raise _SettingsUnavailable(tail[-1] if tail else f"exit code {proc.returncode}")
-    data = json.loads(line[len(_MARK) :])
+    data = json.loads(line[len(MARK) :])
     dbs = {}
     for alias, cfg in data["databases"].items():
         dbs[alias] = _database(root, alias, cfg.get("ENGINE") or "", cfg)
@@ -375,69 +374,3 @@ def discover(project: Path | None = None, python: str | None = None) -> Project:
         fallback=reason,
         python=python,
     )
-
-
-# -- manage.py steps, in a child process ----------------------------------------------------------------------
-
-_VERIFY = r"""
-import json
-from django.apps import apps
-from django.db import connections, router
-from django.db.migrations.loader import MigrationLoader
-
-alias = "@ALIAS@"
-conn = connections[alias]
-loader = MigrationLoader(conn, ignore_no_migrations=True)
-disk = set(loader.disk_migrations)
-applied = set(loader.applied_migrations)
-tables = set(conn.introspection.table_names())
-needed = {
-    m._meta.db_table
-    for m in apps.get_models(include_auto_created=True)
-    if m._meta.managed and not m._meta.proxy and router.allow_migrate_model(alias, m)
-}
-print("@MARK@" + json.dumps({
-    "stale": sorted(map(list, applied - disk)),
-    "unapplied": sorted(map(list, disk - applied)),
-    "missing_tables": sorted(needed - tables),
-}))
-"""
-
-
-def manage_prefix(project: Project) -> list[str]:
-    """How manage.py is run: ``DBSNAP_MANAGE`` (e.g. ``docker compose exec -T web python manage.py``) or the
-    project's interpreter with ``manage.py`` in the project root."""
-    prefix = project.env.get("DBSNAP_MANAGE")
-    return shlex.split(prefix) if prefix else [project.python, "manage.py"]
-
-
-def manage(project: Project, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run one manage.py command in a fresh child process; stdout and stderr together in ``.stdout``."""
-    env = dict(project.env)
-    if project.settings_module:
-        env.setdefault("DJANGO_SETTINGS_MODULE", project.settings_module)
-    argv = [*manage_prefix(project), *args]
-    try:
-        return subprocess.run(
-            argv,
-            cwd=project.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
-        )
-    except FileNotFoundError as e:
-        raise ConfigError(
-            f"cannot run manage.py: {argv[0]} not found", hint="check DBSNAP_MANAGE / DBSNAP_PYTHON"
-        ) from e
-
-
-def verify_state(project: Project, alias: str) -> dict:
-    """Migration history vs files on disk, and model tables vs the database, as Django itself sees them."""
-    code = _VERIFY.replace("@ALIAS@", alias).replace("@MARK@", _MARK)
-    out = manage(project, "shell", "-c", code)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith(_MARK)), None)
-    if out.returncode != 0 or line is None:
-        raise ConfigError(f"cannot inspect migrations of {alias!r}: {out.stdout.strip().splitlines()[-1:]}")
-    return json.loads(line[len(_MARK) :])

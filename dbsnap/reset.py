@@ -18,8 +18,9 @@ from . import rollback as rb
 from .context import Context
 from .errors import ConfigError, DbsnapError, ResetError, UsageError
 from .fsutil import remove_tree
+from .manage_steps import manage, verify_state
 from .migration_scan import LostOperation, lost_operations
-from .project import Database, MigrationFolder, manage, verify_state
+from .project import Database, MigrationFolder
 from .report import Reporter
 from .settings import read_pyproject
 from .snapshot import take_snapshot, unique_name

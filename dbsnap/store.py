@@ -268,6 +268,14 @@ class Store:
         if m.get("manifest_sha256") != manifest_digest(m):
             raise IntegrityError(f"snapshot {snap.name!r}: {MANIFEST} was modified after the snapshot was taken")
 
+    def file_identity(self, snap: Snapshot) -> dict[str, tuple[int, int, int]]:
+        """(inode, size, mtime) of every file: unchanged identity means unchanged bytes since a verification."""
+        out = {}
+        for p in sorted(snap.path.iterdir()):
+            st = p.stat()
+            out[p.name] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        return out
+
     def verify_checksums(self, snap: Snapshot) -> None:
         """Check the manifest, then every payload's size and SHA-256; no extra or missing files allowed."""
         self.verify_manifest(snap)

@@ -1,0 +1,74 @@
+"""manage.py steps in a child process (fresh imports), directly or through a command prefix such as
+``docker compose exec -T web python manage.py``; and the check of migration history that reset's verify runs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+
+from .errors import ConfigError
+from .project import MARK, Project
+
+_VERIFY = r"""
+import json
+from django.apps import apps
+from django.db import connections, router
+from django.db.migrations.loader import MigrationLoader
+
+alias = "@ALIAS@"
+conn = connections[alias]
+loader = MigrationLoader(conn, ignore_no_migrations=True)
+disk = set(loader.disk_migrations)
+applied = set(loader.applied_migrations)
+tables = set(conn.introspection.table_names())
+needed = {
+    m._meta.db_table
+    for m in apps.get_models(include_auto_created=True)
+    if m._meta.managed and not m._meta.proxy and router.allow_migrate_model(alias, m)
+}
+print("@MARK@" + json.dumps({
+    "stale": sorted(map(list, applied - disk)),
+    "unapplied": sorted(map(list, disk - applied)),
+    "missing_tables": sorted(needed - tables),
+}))
+"""
+
+
+def manage_prefix(project: Project) -> list[str]:
+    """How manage.py is run: ``DBSNAP_MANAGE`` (e.g. ``docker compose exec -T web python manage.py``) or the
+    project's interpreter with ``manage.py`` in the project root."""
+    prefix = project.env.get("DBSNAP_MANAGE")
+    return shlex.split(prefix) if prefix else [project.python, "manage.py"]
+
+
+def manage(project: Project, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run one manage.py command in a fresh child process; stdout and stderr together in ``.stdout``."""
+    env = dict(project.env)
+    if project.settings_module:
+        env.setdefault("DJANGO_SETTINGS_MODULE", project.settings_module)
+    argv = [*manage_prefix(project), *args]
+    try:
+        return subprocess.run(
+            argv,
+            cwd=project.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"cannot run manage.py: {argv[0]} not found", hint="check DBSNAP_MANAGE / DBSNAP_PYTHON"
+        ) from e
+
+
+def verify_state(project: Project, alias: str) -> dict:
+    """Migration history vs files on disk, and model tables vs the database, as Django itself sees them."""
+    code = _VERIFY.replace("@ALIAS@", alias).replace("@MARK@", MARK)
+    out = manage(project, "shell", "-c", code)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith(MARK)), None)
+    if out.returncode != 0 or line is None:
+        raise ConfigError(f"cannot inspect migrations of {alias!r}: {out.stdout.strip().splitlines()[-1:]}")
+    return json.loads(line[len(MARK) :])
