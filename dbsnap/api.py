@@ -14,9 +14,9 @@ from . import locking
 from . import prune as pr
 from . import reset as rs
 from . import rollback as rb
-from .archive import check_stream
+from . import verify as vf
 from .context import Context
-from .errors import IntegrityError, UsageError
+from .errors import IntegrityError, SnapshotNotFound, UsageError
 from .fsutil import remove_tree
 from .settings import read_pyproject
 from .snapshot import SaveResult, default_name, take_snapshot
@@ -82,6 +82,7 @@ def save(
     pin: bool = False,
     force: bool = False,
     prune: bool | None = None,
+    verify: bool = False,
 ) -> SaveResult:
     """Take a snapshot (default name ``snap-YYYYmmdd-HHMMSS``); refuse an existing name unless ``force``.
 
@@ -93,7 +94,7 @@ def save(
     auto = prune if prune is not None else _auto_prune(ctx)
     policy = pr.resolve_policy(ctx, {}) if auto else None  # a bad policy fails before the save, not after
     with locked(ctx, f"save {name}"):
-        result = take_snapshot(ctx, name, note=note, pin=pin, force=force)
+        result = take_snapshot(ctx, name, note=note, pin=pin, force=force, verify=verify)
         if policy is not None:
             plan = pr.plan(ctx, policy[0], policy[1], pr.resolve_timezone(ctx, None))
             pr.execute(ctx, plan)
@@ -172,11 +173,21 @@ def set_pinned(ctx: Context, name: str, pinned: bool) -> Snapshot:
         return ctx.store.set_pinned(ctx.store.get(name), pinned)
 
 
-def verify(ctx: Context, snap: Snapshot) -> None:
-    """Checksums, manifest seal, and every compressed stream read to its end (IntegrityError otherwise)."""
-    ctx.store.verify_checksums(snap)
-    for fname in snap.manifest["files"]:
-        check_stream(snap.path / fname)
+def verify(ctx: Context, names: list[str], *, all_: bool = False, deep: bool = False) -> list[vf.VerifyResult]:
+    """Verify the named snapshots (``latest`` when none and not ``all_``); every one is checked, and each
+    result carries its first problem. Read-only: snapshots are immutable, so no lock is taken."""
+    recover_if_needed(ctx)
+    if all_:
+        snaps = ctx.store.list()
+        if not snaps:
+            raise SnapshotNotFound(f"no snapshots in {ctx.store.root}", hint="create one with 'dbsnap save'")
+    else:
+        snaps = [ctx.store.get(n) for n in (names or ["latest"])]
+    results = []
+    for snap in snaps:
+        ctx.reporter.step(f"verifying {snap.name}{' (deep)' if deep else ''}")
+        results.append(vf.verify(ctx, snap, deep=deep))
+    return results
 
 
 def rollback(

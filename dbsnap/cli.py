@@ -12,7 +12,7 @@ import click
 
 from . import __version__, api, render
 from .context import Context
-from .errors import DbsnapError, Interrupted, UsageError
+from .errors import DbsnapError, IntegrityError, Interrupted, UsageError
 from .report import HumanReporter
 from .settings import Settings
 
@@ -102,6 +102,7 @@ def info(obj: Obj, as_json: bool) -> None:
 @click.option("--note", help="A note stored with the snapshot.")
 @click.option("--pin", is_flag=True, help="Pin the snapshot: retention never removes it.")
 @click.option("--force", is_flag=True, help="Replace an existing snapshot of the same name (atomically).")
+@click.option("--verify", is_flag=True, help="Check the new snapshot (checksums, complete streams) before committing.")
 @click.option(
     "--prune/--no-prune",
     default=None,
@@ -110,7 +111,14 @@ def info(obj: Obj, as_json: bool) -> None:
 @json_opt
 @click.pass_obj
 def save(
-    obj: Obj, name: str | None, note: str | None, pin: bool, force: bool, prune: bool | None, as_json: bool
+    obj: Obj,
+    name: str | None,
+    note: str | None,
+    pin: bool,
+    force: bool,
+    verify: bool,
+    prune: bool | None,
+    as_json: bool,
 ) -> None:
     """Snapshot the database(s) and the migration folders as NAME (default snap-YYYYmmdd-HHMMSS).
 
@@ -119,7 +127,7 @@ def save(
       dbsnap save pre-reset --note "before squashing migrations"
       dbsnap save --prune          # from cron: save, then apply the retention policy
     """
-    result = api.save(obj.ctx("save"), name, note=note, pin=pin, force=force, prune=prune)
+    result = api.save(obj.ctx("save"), name, note=note, pin=pin, force=force, prune=prune, verify=verify)
     if result.pruned is not None and not as_json:
         click.echo(render.prune_text(result.pruned, [d.name for d in result.pruned.removals], False), err=True)
     out(render.save_json(result) if as_json else render.save_text(result), as_json)
@@ -153,6 +161,34 @@ def show(obj: Obj, name: str, as_json: bool) -> None:
     """
     snap = api.show(obj.ctx("show"), name)
     out(snap.manifest if as_json else render.show_text(snap), as_json)
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Verify every snapshot in the store.")
+@click.option("--deep", is_flag=True, help="Also restore into a scratch database and compare with the manifest.")
+@json_opt
+@click.pass_obj
+def verify(obj: Obj, names: tuple[str, ...], all_: bool, deep: bool, as_json: bool) -> None:
+    """Check snapshots (default: the latest): checksums, manifest, complete zstd streams; --deep restores too.
+
+    Exit 0 when all pass, 6 otherwise (naming the snapshot, the file and what differs).
+
+    \b
+    Example:
+      dbsnap verify                # the latest snapshot
+      dbsnap verify --all --deep   # every snapshot, restored into scratch databases
+    """
+    if names and all_:
+        raise UsageError("give snapshot names or --all, not both")
+    results = api.verify(obj.ctx("verify"), list(names), all_=all_, deep=deep)
+    if as_json:
+        out([r.__dict__ | {"ok": r.ok} for r in results], True)
+    else:
+        out("\n".join(render.verify_line(r) for r in results), False)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise IntegrityError(f"{len(failed)} of {len(results)} snapshot(s) failed verification: {failed[0].problem}")
 
 
 @cli.command()

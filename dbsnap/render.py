@@ -209,3 +209,8 @@ def reset_json(p, r) -> dict:
         "steps": [{"step": n, "seconds": round(s, 3)} for n, s in r.steps],
         "migrations": r.migrations,
     }
+
+
+def verify_line(r) -> str:
+    kind = "deep" if r.deep else "checksums+streams"
+    return f"ok      {r.name} ({kind})" if r.ok else f"FAILED  {r.name}: {r.problem}"

@@ -6,6 +6,7 @@ so the store holds either the whole new snapshot or nothing new.
 
 from __future__ import annotations
 
+import json
 import platform
 import socket
 import subprocess
@@ -67,8 +68,12 @@ def take_snapshot(
     note: str | None = None,
     pin: bool = False,
     force: bool = False,
+    verify: bool = False,
 ) -> SaveResult:
-    """Write a complete snapshot called ``name`` of the selected databases and the migration folders."""
+    """Write a complete snapshot called ``name`` of the selected databases and the migration folders.
+
+    With ``verify`` the staged snapshot is checked (checksums, complete streams) before it is committed.
+    """
     validate_name(name)
     if ctx.store.exists(name) and not force:
         raise UsageError(f"snapshot {name!r} already exists", hint="use --force to replace it, or choose another name")
@@ -138,7 +143,13 @@ def take_snapshot(
             "files": files,
             "seconds": round(time.monotonic() - started, 3),
         }
-        atomic_write(staged / MANIFEST, dump_manifest(manifest))
+        sealed = dump_manifest(manifest)
+        atomic_write(staged / MANIFEST, sealed)
+        if verify:
+            from .verify import check_files
+
+            ctx.reporter.step("verifying the new snapshot before committing it")
+            check_files(ctx.store, Snapshot(name=name, path=staged, manifest=json.loads(sealed)))
         faults.point("save.before-commit")
         snap = ctx.store.commit(staged, name, force=force)
     except BaseException:

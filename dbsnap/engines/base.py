@@ -70,6 +70,11 @@ class Engine(ABC):
         """Remove every object (tables, views, sequences, types, functions) of the live database; the database
         itself, its owner, encoding, settings and grants stay."""
 
+    @abstractmethod
+    def restored_facts(self, payload: Path) -> dict:
+        """Restore ``payload`` into a temporary database (dropped afterwards, also on Ctrl-C) and return its
+        ``{"tables": {table: rows}, "migrations": [[app, name], ...]}``; the live database is not touched."""
+
     def other_sessions(self) -> list[str]:
         """Other open sessions on the live database, described one per line (engines with sessions only)."""
         return []

@@ -21,8 +21,8 @@ from psycopg import sql
 
 from .. import faults
 from ..archive import decompressed_chunks, read_chunks
-from ..errors import ExternalError, RollbackError
-from .base import Progress, read_tail, stderr_file
+from ..errors import ExternalError, IntegrityError, RollbackError
+from .base import Progress, first_line, read_tail, stderr_file
 from .pg_sql import DROP_ALL_SQL, LOCK_TIMEOUT
 
 # GUCs whose values are lists: each element must be quoted separately when copied (as pg_dump does).
@@ -92,6 +92,30 @@ class RestoreMixin:
             self.discard(state)
             raise
         return state
+
+    def restored_facts(self, payload: Path) -> dict:
+        """Restore into ``dbsnap_verify_<hex>`` (no owners or grants: only the data is compared), read the
+        facts, drop it: in ``finally``, so also after an error or Ctrl-C."""
+        server_major, _ = self.server_version()
+        pg_restore, _ = self.tool("pg_restore", server_major)
+        name = f"dbsnap_verify_{secrets.token_hex(4)}"
+        with self.maintenance() as conn:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+            except psycopg.Error as e:
+                raise ExternalError(f"--deep needs a scratch database: {first_line(e)}") from e
+        try:
+            argv = [*pg_restore, "--no-password", "--exit-on-error", "--single-transaction", "--no-owner"]
+            argv += ["--no-privileges", "-d", name]
+            try:
+                self._feed(argv, payload, None, env=self.tool_env(name), what=f"pg_restore of {payload.name}")
+            except ExternalError as e:
+                raise IntegrityError(f"{payload.name}: does not restore: {e.message}") from e
+            faults.point("verify.after-restore")
+            with self.connect(name) as conn:
+                return {"tables": self._table_counts(conn), "migrations": self._migration_rows(conn)}
+        finally:
+            self._drop(name)
 
     def _create_like(self, conn: psycopg.Connection, p: dict, name: str) -> None:
         """CREATE DATABASE ``name`` with the live database's owner, encoding, locale, settings, grants, comment."""

@@ -78,6 +78,25 @@ class SQLiteEngine(Engine):
                 raw.unlink()
         return DumpResult(payload=info, migrations=rows, tables=tables)
 
+    def restored_facts(self, payload: Path) -> dict:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="dbsnap-verify-") as tmp:
+            path = Path(tmp) / "restored.sqlite3"
+            with open(path, "wb") as f:
+                for chunk in decompressed_chunks(payload):
+                    f.write(chunk)
+            conn = sqlite3.connect(path)
+            try:
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise IntegrityError(f"{payload.name}: the restored database fails quick_check: {check}")
+                return {"tables": table_counts(conn), "migrations": migration_rows(conn)}
+            except sqlite3.DatabaseError as e:
+                raise IntegrityError(f"{payload.name}: not a usable SQLite database ({e})") from e
+            finally:
+                conn.close()
+
     def drop_everything(self) -> None:
         """Swap a fresh empty database file in atomically (the old one is in the safety snapshot)."""
         self._checkpoint_live()
