@@ -95,6 +95,8 @@ def plan_text(p: RollbackPlan) -> str:
     for f in p.folders:
         state = "" if f.exists else " (missing now)"
         lines.append(f"  replace {f.path}{state}: {f.added} to restore, {f.removed} to remove, {f.changed} to revert")
+    for path in p.untouched:
+        lines.append(f"  left as it is (not in the snapshot): {path}; its migrations will be unapplied after this")
     lines.append(
         "  a safety snapshot of the current state is taken first"
         if p.safety

@@ -50,6 +50,7 @@ class RollbackPlan:
     sessions: dict[str, list[str]]
     folders: list[FolderChange]
     safety: bool
+    untouched: list[str] = field(default_factory=list)  # migration folders of today's project not in the snapshot
 
 
 @dataclass
@@ -121,8 +122,18 @@ def plan(ctx: Context, snap: Snapshot, safety: bool = True) -> RollbackPlan:
             engine.preflight()
         modes[db.alias] = engine.restore_mode() if hasattr(engine, "restore_mode") else "swap"
         sessions[db.alias] = engine.other_sessions()
-    folders = [folder_change(ctx.project.root, snap, f["path"]) for f in snap.manifest["migrations"]["folders"]]
-    return RollbackPlan(snapshot=snap, databases=dbs, modes=modes, sessions=sessions, folders=folders, safety=safety)
+    saved = [f["path"] for f in snap.manifest["migrations"]["folders"]]
+    folders = [folder_change(ctx.project.root, snap, path) for path in saved]
+    untouched = [f.path for f in ctx.project.folders if f.path not in saved]
+    return RollbackPlan(
+        snapshot=snap,
+        databases=dbs,
+        modes=modes,
+        sessions=sessions,
+        folders=folders,
+        safety=safety,
+        untouched=untouched,
+    )
 
 
 # -- folders -------------------------------------------------------------------------------------------------

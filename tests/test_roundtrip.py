@@ -235,3 +235,23 @@ def test_sqlite_save_while_the_application_writes(sqlite_shop: Project) -> None:
     sqlite_shop.ok("rollback", "busy", "--yes", "--no-safety-snapshot")
     assert sqlite_shop.sql("PRAGMA integrity_check") == [("ok",)]
     assert sqlite_shop.sql("SELECT count(*) FROM catalog_category") == [(counted,)]
+
+
+def test_rollback_names_migration_folders_the_snapshot_does_not_hold(sqlite_shop: Project) -> None:
+    """An app added after the snapshot keeps its files; the plan says so instead of silently ignoring it."""
+    sqlite_shop.ok("save", "before-notes")
+    app = sqlite_shop.root / "notes"
+    (app / "migrations").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "migrations" / "__init__.py").write_text("")
+    (app / "models.py").write_text(
+        "from django.db import models\n\n\nclass Note(models.Model):\n    text = models.TextField()\n"
+    )
+    settings = sqlite_shop.root / "shopsite" / "settings.py"
+    settings.write_text(settings.read_text().replace('"orders",', '"orders",\n    "notes",', 1))
+    sqlite_shop.manage("makemigrations", "notes", "-v0")
+    sqlite_shop.manage("migrate", "-v0")
+    res = sqlite_shop.ok("rollback", "before-notes", "--yes")
+    assert "left as it is (not in the snapshot): notes/migrations" in res.stderr
+    assert (app / "migrations" / "0001_initial.py").exists()
+    assert "[ ] 0001_initial" in sqlite_shop.manage("showmigrations", "notes").stdout

@@ -1,0 +1,58 @@
+"""``dbsnap doctor``: the report of :mod:`dbsnap.doctor`, as text or JSON (registered on the group in cli.py)."""
+
+from __future__ import annotations
+
+import click
+
+from .cli import Obj, cli, json_opt, out
+from .context import Context
+from .doctor import FAIL, OK, WARN, Check, diagnose, failed
+from .errors import ExternalError
+from .report import Reporter
+from .settings import Settings
+
+
+def report_text(checks: list[Check]) -> str:
+    """One line per check (``ok``/``warn``/``fail``, name, detail); a ``fix:`` line under each one not ok."""
+    width = max(len(c.name) for c in checks) + 2
+    lines = []
+    for c in checks:
+        lines.append(f"{c.status:<5} {c.name:<{width}}{c.detail}")
+        if c.status != OK and c.fix:
+            lines.append(f"{'':<6}{'':<{width}}fix: {c.fix}")
+    counts = {s: sum(1 for c in checks if c.status == s) for s in (OK, WARN, FAIL)}
+    lines.append(f"{len(checks)} checks: {counts[OK]} ok, {counts[WARN]} warnings, {counts[FAIL]} failures")
+    return "\n".join(lines)
+
+
+@cli.command()
+@json_opt
+@click.pass_obj
+def doctor(obj: Obj, as_json: bool) -> None:
+    """Check what dbsnap needs: versions, settings, database access and privileges, client tools, the store.
+
+    One line per check: ok, warn or fail, each one not ok with its fix. Changes nothing (no store is
+    created, no lock taken). Exits 0 when no check fails (warnings allowed), 5 otherwise.
+
+    \b
+    Example:
+      dbsnap doctor
+      dbsnap doctor --json | jq -r '.checks[] | select(.status != "ok") | .name'
+    """
+    k = obj.kwargs
+
+    def make_ctx() -> Context:
+        # A silent reporter: a settings fallback is a line of the report, not a warning on stderr.
+        settings = Settings(
+            project=k["project"], store=k["store"], databases=k["database"], lock_timeout=k["lock_timeout"]
+        )
+        return Context(settings=settings, reporter=Reporter(), command="doctor")
+
+    checks = diagnose(make_ctx)
+    bad = failed(checks)
+    if as_json:
+        out({"ok": not bad, "checks": [c.as_dict() for c in checks]}, True)
+    else:
+        out(report_text(checks), False)
+    if bad:
+        raise ExternalError(f"{len(bad)} of {len(checks)} checks failed: {', '.join(c.name for c in bad)}")

@@ -1,0 +1,411 @@
+"""Comparing states: the live project against a snapshot (``status``) and two snapshots (``diff``).
+
+Nothing here changes anything or takes the store lock. The comparisons are pure functions over plain data (file
+hashes, ``django_migrations`` rows, row counts), so they are tested without a database; ``status`` and ``diff``
+gather that data and return dataclasses, which the CLI renders.
+
+Whether the database and the migration files agree is decided, by default, from the files alone: a migration of
+one of the project's own apps is a top-level ``*.py`` module of its migration folder whose name does not start with
+``_`` or ``~`` (what Django's ``MigrationLoader`` loads), named by its file stem, and a squashed migration
+(``replaces = [...]``, read with ``ast``) counts as applied when everything it replaces is. That needs no Django and
+no child process, but it only covers the project's own apps. ``use_django=True`` asks Django's ``MigrationLoader``
+in a ``manage.py`` child process instead (:func:`dbsnap.manage_steps.verify_state`): every app, django.contrib and
+third-party ones included, plus model tables missing from the database; slower, and it needs a loadable migration
+graph.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+import io
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .archive import CHUNK, _ChunkReader, decompressed_chunks
+from .context import Context
+from .errors import IntegrityError
+from .manage_steps import verify_state
+from .rollback import current_files
+from .snapshot import MIGRATIONS_PAYLOAD
+from .store import Snapshot, Store
+
+Row = tuple[str, str]  # (app label, migration name), as in django_migrations
+
+
+# -- pure comparisons ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileChanges:
+    """Paths (relative to the project root) added, removed and changed from one side to the other, sorted."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+
+def file_changes(before: dict[str, str], after: dict[str, str]) -> FileChanges:
+    """Compare two ``{path: sha256}`` maps."""
+    return FileChanges(
+        added=sorted(after.keys() - before.keys()),
+        removed=sorted(before.keys() - after.keys()),
+        changed=sorted(p for p in before.keys() & after.keys() if before[p] != after[p]),
+    )
+
+
+def row_changes(before: Iterable[Iterable[str]], after: Iterable[Iterable[str]]) -> tuple[list[Row], list[Row]]:
+    """``(added, removed)`` django_migrations rows, each in the order of its side (id order), without repeats."""
+    b = list(dict.fromkeys(_row(r) for r in before))
+    a = list(dict.fromkeys(_row(r) for r in after))
+    bs, as_ = set(b), set(a)
+    return [r for r in a if r not in bs], [r for r in b if r not in as_]
+
+
+@dataclass
+class TableChange:
+    """One table whose row count differs; ``None`` on the side where the table does not exist."""
+
+    table: str
+    before: int | None
+    after: int | None
+
+    @property
+    def delta(self) -> int:
+        return (self.after or 0) - (self.before or 0)
+
+    @property
+    def kind(self) -> str:
+        if self.before is None:
+            return "added"
+        if self.after is None:
+            return "removed"
+        return "changed"
+
+
+def table_changes(before: dict[str, int], after: dict[str, int]) -> list[TableChange]:
+    """Tables added, removed or with a different row count, by name."""
+    return [
+        TableChange(t, before.get(t), after.get(t))
+        for t in sorted(before.keys() | after.keys())
+        if t not in before or t not in after or before[t] != after[t]
+    ]
+
+
+def history_problems(
+    rows: Iterable[Iterable[str]], disk: dict[Row, list[Row]], own_apps: Iterable[str]
+) -> tuple[list[Row], list[Row]]:
+    """``(unapplied, stale)``: migrations on disk with no row, and rows of the project's own apps with no file.
+
+    ``disk`` maps each migration on disk to what it ``replaces`` (empty unless squashed). A squashed migration
+    counts as applied when all it replaces is; a row of a migration that a squashed one on disk replaces is not
+    stale. Rows of other apps (django.contrib, third-party) are not judged.
+    """
+    applied = {_row(r) for r in rows}
+    own = set(own_apps)
+    unapplied = [
+        key
+        for key, replaces in sorted(disk.items())
+        if key not in applied and not (replaces and all(r in applied for r in replaces))
+    ]
+    known = set(disk) | {r for reps in disk.values() for r in reps}
+    stale = [r for r in dict.fromkeys(_row(x) for x in rows) if r[0] in own and r not in known]
+    return unapplied, stale
+
+
+def unified_patch(path: str, before: bytes, after: bytes, a: str = "a", b: str = "b") -> str:
+    """A unified diff of one file, labelled ``a/path`` and ``b/path`` (``patch -p1`` applies it in the project
+    root); binary or non-UTF-8 content gives a one-line notice instead."""
+    try:
+        old, new = before.decode(), after.decode()
+    except UnicodeDecodeError:
+        return f"Binary files {a}/{path} and {b}/{path} differ\n"
+    if "\0" in old or "\0" in new:
+        return f"Binary files {a}/{path} and {b}/{path} differ\n"
+    out = []
+    for line in difflib.unified_diff(
+        old.splitlines(keepends=True), new.splitlines(keepends=True), f"{a}/{path}", f"{b}/{path}"
+    ):
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def _row(r: Iterable[str]) -> Row:
+    app, name = r
+    return (str(app), str(name))
+
+
+# -- reading files and archives -----------------------------------------------------------------------------
+
+
+def _replaces(path: Path) -> list[Row]:
+    """The ``replaces = [...]`` list of a migration file, read with ``ast`` (nothing is imported or run)."""
+    try:
+        tree = ast.parse(path.read_text(errors="replace"), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "replaces" for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+                return [_row(r) for r in value]
+            except (ValueError, TypeError):
+                return []
+    return []
+
+
+def disk_migrations(root: Path, folders: Iterable[tuple[str, str]]) -> dict[Row, list[Row]]:
+    """``{(app, name): replaces}`` for the migration modules in the given ``(app label, folder)`` pairs, as Django's
+    loader finds them: top-level ``*.py`` files whose name does not start with ``_`` or ``~``."""
+    out: dict[Row, list[Row]] = {}
+    for app, folder in folders:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for p in sorted(base.glob("*.py")):
+            if p.is_file() and p.stem[:1] not in ("_", "~", ""):
+                out[(app, p.stem)] = _replaces(p)
+    return out
+
+
+def archive_files(snap: Snapshot, paths: Iterable[str]) -> dict[str, bytes]:
+    """The content of the given files from a snapshot's migration archive, read as a stream (only the wanted
+    files are kept in memory) and checked against the manifest's SHA-256."""
+    wanted = set(paths)
+    if not wanted:
+        return {}
+    hashes = {f["path"]: f["sha256"] for f in snap.manifest["migrations"]["files"]}
+    payload = snap.path / snap.manifest["migrations"].get("payload", MIGRATIONS_PAYLOAD)
+    if not payload.is_file():
+        raise IntegrityError(f"snapshot {snap.name!r}: payload {payload.name} is missing")
+    found: dict[str, bytes] = {}
+    reader = io.BufferedReader(_ChunkReader(decompressed_chunks(payload)), CHUNK)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            for m in tar:
+                if m.name not in wanted or not m.isfile():
+                    continue
+                f = tar.extractfile(m)
+                data = f.read() if f is not None else b""
+                if hashlib.sha256(data).hexdigest() != hashes.get(m.name):
+                    raise IntegrityError(
+                        f"snapshot {snap.name!r}: {m.name} in {payload.name} does not match its SHA-256 in the manifest"
+                    )
+                found[m.name] = data
+                if len(found) == len(wanted):
+                    break
+    except tarfile.TarError as e:
+        raise IntegrityError(f"snapshot {snap.name!r}: {payload.name} is not a readable tar archive ({e})") from e
+    missing = sorted(wanted - found.keys())
+    if missing:
+        raise IntegrityError(f"snapshot {snap.name!r}: {missing[0]} is listed in the manifest but not in {payload.name}")
+    return found
+
+
+# -- status: the live state against a snapshot ----------------------------------------------------------------
+
+
+@dataclass
+class DatabaseStatus:
+    """One live database: its applied migrations against the snapshot's, and against the files on disk now."""
+
+    alias: str
+    engine: str
+    applied: int
+    in_snapshot: bool
+    migrations_added: list[Row] = field(default_factory=list)  # applied now, not in the snapshot
+    migrations_removed: list[Row] = field(default_factory=list)  # in the snapshot, not applied now
+    unapplied: list[Row] = field(default_factory=list)  # migration files with no row
+    stale: list[Row] = field(default_factory=list)  # rows with no migration file
+    missing_tables: list[str] | None = None  # model tables not in the database (use_django only)
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.unapplied or self.stale or self.missing_tables)
+
+
+@dataclass
+class Status:
+    """``dbsnap status``: what changed since a snapshot, and whether the database and the files agree now."""
+
+    store: str
+    snapshot: str | None  # None: the store has no snapshot (only the "agree now" part is filled in)
+    created_at: str | None
+    files: FileChanges | None
+    new_folders: list[str]  # migration folders now that the snapshot does not have
+    missing_folders: list[str]  # migration folders of the snapshot that do not exist now
+    databases: list[DatabaseStatus]
+    missing_databases: list[str]  # aliases in the snapshot that the project no longer defines
+    checked_by: str  # "files" (own apps, no Django) or "django" (MigrationLoader, every app)
+
+    @property
+    def in_sync(self) -> bool:
+        return all(d.in_sync for d in self.databases)
+
+
+def status(ctx: Context, against: str | None = None, *, use_django: bool = False) -> Status:
+    """The live project against snapshot ``against`` (default: the newest; none at all is fine)."""
+    if against is not None:
+        snap: Snapshot | None = ctx.store.get(against)
+    else:
+        snaps = ctx.store.list()
+        snap = snaps[-1] if snaps else None
+    if snap is not None:
+        ctx.store.verify_manifest(snap)
+    project = ctx.project
+    root = project.root
+    live = [(f.app, f.path) for f in project.folders]
+    live_paths = [p for _, p in live]
+    saved = [(f["app"], f["path"]) for f in snap.manifest["migrations"]["folders"]] if snap else []
+    saved_paths = [p for _, p in saved]
+
+    files = None
+    new_folders: list[str] = []
+    missing_folders: list[str] = []
+    if snap is not None:
+        then = {f["path"]: f["sha256"] for f in snap.manifest["migrations"]["files"]}
+        now: dict[str, str] = {}
+        for path in dict.fromkeys(saved_paths + live_paths):
+            now.update(current_files(root, path))
+        files = file_changes(then, now)
+        new_folders = [p for p in live_paths if p not in saved_paths]
+        missing_folders = [p for p in saved_paths if not (root / p).is_dir()]
+
+    disk = disk_migrations(root, live)
+    own_apps = {a for a, _ in live} | {a for a, _ in saved}
+    databases = []
+    for db in ctx.databases():
+        rows = ctx.engine(db).migration_rows()
+        entry = snap.databases.get(db.alias) if snap is not None else None
+        added, removed = row_changes(entry.get("migrations", []), rows) if entry is not None else ([], [])
+        if use_django:
+            ctx.reporter.step(f"asking Django's MigrationLoader about {db.alias}")
+            state = verify_state(project, db.alias)
+            known = set(disk) | {r for reps in disk.values() for r in reps}
+            unapplied = [_row(r) for r in state["unapplied"]]
+            stale = [_row(r) for r in state["stale"] if _row(r) not in known]
+            missing_tables: list[str] | None = list(state.get("missing_tables", []))
+        else:
+            unapplied, stale = history_problems(rows, disk, own_apps)
+            missing_tables = None
+        databases.append(
+            DatabaseStatus(
+                alias=db.alias,
+                engine=db.kind,
+                applied=len(rows),
+                in_snapshot=entry is not None,
+                migrations_added=added,
+                migrations_removed=removed,
+                unapplied=unapplied,
+                stale=stale,
+                missing_tables=missing_tables,
+            )
+        )
+    missing_dbs = []
+    if snap is not None and not ctx.settings.databases:
+        missing_dbs = [a for a in snap.databases if a not in project.databases]
+    return Status(
+        store=str(ctx.store.root),
+        snapshot=snap.name if snap else None,
+        created_at=snap.manifest.get("created_at") if snap else None,
+        files=files,
+        new_folders=new_folders,
+        missing_folders=missing_folders,
+        databases=databases,
+        missing_databases=missing_dbs,
+        checked_by="django" if use_django else "files",
+    )
+
+
+# -- diff: two snapshots --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    """One snapshot of a diff: identity, age and sizes (``files``: payload file name -> bytes)."""
+
+    name: str
+    created_at: str
+    origin: str
+    pinned: bool
+    note: str
+    bytes: int
+    files: dict[str, int]
+    migration_files: int
+
+
+@dataclass
+class DatabaseDiff:
+    """One database alias across the two snapshots (``engine_a``/``engine_b`` is None where it is absent)."""
+
+    alias: str
+    engine_a: str | None
+    engine_b: str | None
+    migrations_added: list[Row]
+    migrations_removed: list[Row]
+    tables: list[TableChange]  # added, removed or with another row count
+    tables_unchanged: int
+
+
+@dataclass
+class Diff:
+    a: Side
+    b: Side
+    files: FileChanges
+    databases: list[DatabaseDiff]
+    patches: dict[str, str] | None = None  # path -> unified diff, for each changed file (with patch=True)
+
+
+def _side(snap: Snapshot) -> Side:
+    m = snap.manifest
+    return Side(
+        name=snap.name,
+        created_at=m.get("created_at", ""),
+        origin=snap.origin,
+        pinned=snap.pinned,
+        note=m.get("note", ""),
+        bytes=snap.size,
+        files={k: v["bytes"] for k, v in sorted(m.get("files", {}).items())},
+        migration_files=len(m["migrations"]["files"]),
+    )
+
+
+def diff(store: Store, a: str, b: str, *, patch: bool = False) -> Diff:
+    """Compare snapshots ``a`` and ``b`` (``latest`` works) from their manifests; with ``patch``, read both
+    migration archives for a unified diff of each changed file."""
+    sa, sb = store.get(a), store.get(b)
+    for s in (sa, sb):
+        store.verify_manifest(s)
+    files = file_changes(
+        {f["path"]: f["sha256"] for f in sa.manifest["migrations"]["files"]},
+        {f["path"]: f["sha256"] for f in sb.manifest["migrations"]["files"]},
+    )
+    databases = []
+    for alias in dict.fromkeys([*sa.databases, *sb.databases]):
+        da, db = sa.databases.get(alias), sb.databases.get(alias)
+        added, removed = row_changes((da or {}).get("migrations", []), (db or {}).get("migrations", []))
+        ta, tb = (da or {}).get("tables", {}), (db or {}).get("tables", {})
+        changes = table_changes(ta, tb)
+        databases.append(
+            DatabaseDiff(
+                alias=alias,
+                engine_a=da.get("engine") if da else None,
+                engine_b=db.get("engine") if db else None,
+                migrations_added=added,
+                migrations_removed=removed,
+                tables=changes,
+                tables_unchanged=len(ta.keys() & tb.keys()) - sum(1 for c in changes if c.kind == "changed"),
+            )
+        )
+    patches = None
+    if patch:
+        old, new = archive_files(sa, files.changed), archive_files(sb, files.changed)
+        patches = {p: unified_patch(p, old[p], new[p], sa.name, sb.name) for p in files.changed}
+    return Diff(a=_side(sa), b=_side(sb), files=files, databases=databases, patches=patches)
