@@ -72,3 +72,12 @@ def verify_state(project: Project, alias: str) -> dict:
     if out.returncode != 0 or line is None:
         raise ConfigError(f"cannot inspect migrations of {alias!r}: {out.stdout.strip().splitlines()[-1:]}")
     return json.loads(line[len(MARK) :])
+
+
+def debug_from_manage(project: Project) -> bool | None:
+    """settings.DEBUG as manage.py sees it (used when the settings could not be imported on this host)."""
+    out = manage(project, "shell", "-c", f"from django.conf import settings; print({MARK!r}, bool(settings.DEBUG))")
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith(MARK)), None)
+    if out.returncode != 0 or line is None:
+        return None
+    return line.split()[-1] == "True"

@@ -170,6 +170,8 @@ def reset_plan_text(p) -> str:
     lines = ["Reset plan:"]
     for db in p.databases:
         lines.append(f"  drop every object of {db.describe()}")
+        for session in p.sessions.get(db.alias, []):
+            lines.append(f"    will terminate session: {session}")
     for f in p.folders:
         lines.append(f"  regenerate {f.path} ({f.files} migrations deleted, __init__.py and non-Python files kept)")
     if p.lost:

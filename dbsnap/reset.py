@@ -18,7 +18,7 @@ from . import rollback as rb
 from .context import Context
 from .errors import ConfigError, DbsnapError, ResetError, UsageError
 from .fsutil import remove_tree
-from .manage_steps import manage, verify_state
+from .manage_steps import debug_from_manage, manage, verify_state
 from .migration_scan import LostOperation, lost_operations
 from .project import Database, MigrationFolder
 from .report import Reporter
@@ -54,6 +54,7 @@ class ResetPlan:
     lost: list[LostOperation]
     after: list[list[str]]
     safety_name: str
+    sessions: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def confirm_word(self) -> str:
@@ -116,7 +117,8 @@ def plan(ctx: Context, opts: ResetOptions) -> ResetPlan:
     if not folders:
         raise ConfigError("no migration folders of the project's own apps were found", hint="run 'dbsnap info'")
     if not opts.allow_production:
-        if project.debug is False:
+        debug = project.debug if project.debug is not None else debug_from_manage(project)
+        if debug is False:
             raise UsageError(
                 "refusing to reset: settings.DEBUG is False (this looks like production)",
                 hint="pass --allow-production if this really is a disposable database",
@@ -131,6 +133,7 @@ def plan(ctx: Context, opts: ResetOptions) -> ResetPlan:
     if ctx.store.exists(name):
         raise UsageError(f"snapshot {name!r} already exists", hint="choose another --snapshot-name")
     return ResetPlan(
+        sessions={db.alias: ctx.engine(db).other_sessions() for db in dbs},
         databases=dbs,
         folders=folders,
         lost=lost_operations(project.root, [(f.app, f.path) for f in folders]),

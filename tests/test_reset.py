@@ -247,3 +247,13 @@ def subprocess_devnull():
     import subprocess
 
     return subprocess.DEVNULL
+
+
+def test_plan_lists_sessions_that_will_be_terminated(pg_shop: Project) -> None:
+    import psycopg
+    from conftest import PG
+
+    with psycopg.connect(dbname=pg_shop.pg_name, application_name="busy-worker", **PG) as other:
+        other.execute("SELECT 1")
+        res = pg_shop.ok("reset", "--dry-run")
+        assert "will terminate session: pid" in res.stdout and "app busy-worker" in res.stdout
