@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from . import locking
+from . import compare, locking
 from . import prune as pr
 from . import reset as rs
 from . import rollback as rb
@@ -247,3 +247,15 @@ def reset(
         raise UsageError("reset cancelled; nothing was changed")
     with locked(ctx, "reset"):
         return plan, rs.run(ctx, plan, opts, on_step)
+
+
+def status(ctx: Context, against: str | None = None, *, use_django: bool = False) -> compare.Status:
+    """The live project against the newest snapshot (or ``against``); read-only, works with no snapshot."""
+    recover_if_needed(ctx)
+    return compare.status(ctx, against, use_django=use_django)
+
+
+def diff(ctx: Context, a: str, b: str, *, patch: bool = False) -> compare.Diff:
+    """Two snapshots side by side, from their manifests (and archives with ``patch``); read-only."""
+    recover_if_needed(ctx)
+    return compare.diff(ctx.store, a, b, patch=patch)

@@ -179,6 +179,11 @@ def pack_folders(root: Path, folders: list[str], dest: Path) -> tuple[PayloadInf
     return PayloadInfo(bytes=hf.count, sha256=hf.sha.hexdigest(), raw_bytes=sum(x["bytes"] for x in files)), files
 
 
+def open_archive(path: Path) -> tarfile.TarFile:
+    """A migrations archive opened for streaming reads (``for member in tar``), decompressed on the fly."""
+    return tarfile.open(fileobj=io.BufferedReader(_ChunkReader(decompressed_chunks(path)), CHUNK), mode="r|")
+
+
 def unpack_folders(src: Path, targets: dict[str, Path]) -> None:
     """Extract the archive's files into staging folders.
 
@@ -187,9 +192,8 @@ def unpack_folders(src: Path, targets: dict[str, Path]) -> None:
     """
     for t in targets.values():
         t.mkdir(parents=True, exist_ok=True)
-    reader = io.BufferedReader(_ChunkReader(decompressed_chunks(src)), CHUNK)
     folders = sorted(targets, key=len, reverse=True)
-    with tarfile.open(fileobj=reader, mode="r|") as tar:
+    with open_archive(src) as tar:
         for m in tar:
             p = PurePosixPath(m.name)
             if p.is_absolute() or ".." in p.parts:

@@ -344,8 +344,8 @@ def confirm_or_refuse(yes: bool, question: str) -> bool:
     return True
 
 
-# The maintenance commands (reset, prune, schedule) live in their own module; importing it registers them.
-from . import cli_maintenance  # noqa: E402, F401
+# More commands live in their own modules (reset/prune/schedule, doctor, status/diff); importing registers them.
+from . import cli_compare, cli_doctor, cli_maintenance  # noqa: E402, F401
 
 for _command in cli.commands.values():
     _command.params.extend(_common_params())

@@ -21,7 +21,7 @@ def report_text(checks: list[Check]) -> str:
         if c.status != OK and c.fix:
             lines.append(f"{'':<6}{'':<{width}}fix: {c.fix}")
     counts = {s: sum(1 for c in checks if c.status == s) for s in (OK, WARN, FAIL)}
-    lines.append(f"{len(checks)} checks: {counts[OK]} ok, {counts[WARN]} warnings, {counts[FAIL]} failures")
+    lines.append(f"{len(checks)} checks: {counts[OK]} ok, {counts[WARN]} warn, {counts[FAIL]} fail")
     return "\n".join(lines)
 
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 import ast
 import difflib
 import hashlib
-import io
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .archive import CHUNK, _ChunkReader, decompressed_chunks
+from .archive import open_archive
 from .context import Context
 from .errors import IntegrityError
 from .manage_steps import verify_state
@@ -186,9 +185,8 @@ def archive_files(snap: Snapshot, paths: Iterable[str]) -> dict[str, bytes]:
     if not payload.is_file():
         raise IntegrityError(f"snapshot {snap.name!r}: payload {payload.name} is missing")
     found: dict[str, bytes] = {}
-    reader = io.BufferedReader(_ChunkReader(decompressed_chunks(payload)), CHUNK)
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
+        with open_archive(payload) as tar:
             for m in tar:
                 if m.name not in wanted or not m.isfile():
                     continue
@@ -205,7 +203,9 @@ def archive_files(snap: Snapshot, paths: Iterable[str]) -> dict[str, bytes]:
         raise IntegrityError(f"snapshot {snap.name!r}: {payload.name} is not a readable tar archive ({e})") from e
     missing = sorted(wanted - found.keys())
     if missing:
-        raise IntegrityError(f"snapshot {snap.name!r}: {missing[0]} is listed in the manifest but not in {payload.name}")
+        raise IntegrityError(
+            f"snapshot {snap.name!r}: {missing[0]} is listed in the manifest but not in {payload.name}"
+        )
     return found
 
 

@@ -27,6 +27,7 @@ from .errors import DbsnapError
 from .locking import LOCK_NAME, describe_owner, is_held, read_owner
 from .project import Database, Project, discover, find_root
 from .report import human_bytes
+from .rollback import FORWARD_PHASES
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 PG_TOOLS = ("pg_dump", "pg_restore", "psql")
@@ -34,8 +35,6 @@ TOOL_VARS = {"pg_dump": "DBSNAP_PG_DUMP", "pg_restore": "DBSNAP_PG_RESTORE", "ps
 DEPENDENCIES = ("click", "psycopg", "python-dotenv", "zstandard")
 MIN_PYTHON = (3, 10)
 MIN_DJANGO = (4, 2)
-# Journal phases after which an interrupted rollback is finished rather than undone (rollback.FORWARD_PHASES).
-_FORWARD_PHASES = ("swapping-files", "finishing")
 _STORE_FIX = "make it writable (mount options, owner, 'chattr -i'), or choose another store with --store or DBSNAP_DIR"
 
 
@@ -377,7 +376,10 @@ def _tool_fix(env: dict[str, str], tool: str, major: int | None) -> str:
     n = f"{major}" if major else "<N>"
     newer = f"{tool} {major} or newer" if major else tool
     if env.get(var):
-        return f"{var} is set to {env[var]!r}: correct it to a working {newer}, or unset it so dbsnap searches"
+        return (
+            f"{var} is set to {env[var]!r}: correct it to a working {newer}, or unset it so that dbsnap searches "
+            f"DBSNAP_PG_BIN, PATH and /usr/lib/postgresql/{n}/bin"
+        )
     parts = []
     bin_dir = env.get("DBSNAP_PG_BIN")
     if bin_dir and not (Path(bin_dir) / tool).exists():
@@ -485,6 +487,8 @@ def flock_holders(path: Path) -> list[int] | None:
 
 
 def check_lock(root: Path) -> Check:
+    if not root.is_dir():
+        return Check("lock", OK, "not locked (no store yet)")
     owner = read_owner(root)
     if owner is None:
         return Check("lock", OK, "not locked")
@@ -506,6 +510,8 @@ def check_lock(root: Path) -> Check:
 
 
 def check_journal(ctx: Context) -> Check:
+    if not ctx.store.root.is_dir():
+        return Check("journal", OK, "no unfinished rollback (no store yet)")
     try:
         journal = ctx.store.read_journal()
     except ValueError as e:
@@ -522,7 +528,7 @@ def check_journal(ctx: Context) -> Check:
     what += f"{journal.get('started', '?')}, phase {phase})"
     if flock_holders(ctx.store.root / LOCK_NAME):
         return Check("journal", WARN, f"{what} is running now", "wait for it to finish")
-    outcome = "finishes" if phase in _FORWARD_PHASES else "finishes or undoes"
+    outcome = "finishes" if phase in FORWARD_PHASES else "finishes or undoes"
     return Check(
         "journal",
         WARN,

@@ -28,7 +28,7 @@ def read_owner(store_root: Path) -> dict | None:
     """The recorded holder of the lock, or None when there is no lock file."""
     try:
         return json.loads((store_root / LOCK_NAME).read_text() or "{}")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError):
         return {}

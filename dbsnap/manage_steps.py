@@ -70,7 +70,8 @@ def verify_state(project: Project, alias: str) -> dict:
     out = manage(project, "shell", "-c", code)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith(MARK)), None)
     if out.returncode != 0 or line is None:
-        raise ConfigError(f"cannot inspect migrations of {alias!r}: {out.stdout.strip().splitlines()[-1:]}")
+        last = (out.stdout.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
+        raise ConfigError(f"cannot inspect migrations of {alias!r}: {last}")
     return json.loads(line[len(MARK) :])
 
 

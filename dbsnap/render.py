@@ -94,7 +94,9 @@ def plan_text(p: RollbackPlan) -> str:
             lines.append(f"    will terminate session: {s}")
     for f in p.folders:
         state = "" if f.exists else " (missing now)"
-        lines.append(f"  replace {f.path}{state}: {f.added} to restore, {f.removed} to remove, {f.changed} to revert")
+        lines.append(
+            f"  replace {f.path}{state}: {f.to_restore} to restore, {f.to_remove} to remove, {f.to_revert} to revert"
+        )
     for path in p.untouched:
         lines.append(f"  left as it is (not in the snapshot): {path}; its migrations will be unapplied after this")
     lines.append(

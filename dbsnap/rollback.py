@@ -34,9 +34,9 @@ FORWARD_PHASES = ("swapping-files", "finishing")
 @dataclass
 class FolderChange:
     path: str
-    added: int = 0
-    removed: int = 0
-    changed: int = 0
+    to_restore: int = 0  # in the snapshot, not on disk now
+    to_remove: int = 0  # on disk now, not in the snapshot
+    to_revert: int = 0  # in both, with other content
     exists: bool = True
 
 
@@ -84,9 +84,9 @@ def folder_change(root: Path, snap: Snapshot, folder: str) -> FolderChange:
     now, then = current_files(root, folder), snapshot_files(snap, folder)
     return FolderChange(
         path=folder,
-        added=len(then.keys() - now.keys()),
-        removed=len(now.keys() - then.keys()),
-        changed=sum(1 for k in now.keys() & then.keys() if now[k] != then[k]),
+        to_restore=len(then.keys() - now.keys()),
+        to_remove=len(now.keys() - then.keys()),
+        to_revert=sum(1 for k in now.keys() & then.keys() if now[k] != then[k]),
         exists=(root / folder).is_dir(),
     )
 

@@ -9,11 +9,9 @@ the manifest, and checks the migration archive holds exactly the manifest's file
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
 from dataclasses import dataclass, field
 
-from .archive import CHUNK, _ChunkReader, check_stream, decompressed_chunks, read_chunks
+from .archive import check_stream, open_archive, read_chunks
 from .context import Context
 from .engines import engine_for
 from .errors import DbsnapError, IntegrityError
@@ -49,8 +47,7 @@ def check_files(store: Store, snap: Snapshot) -> list[str]:
 def archive_members(path) -> dict[str, str]:
     """``{path: sha256}`` of every regular file in a migrations archive, read as a stream."""
     out = {}
-    reader = io.BufferedReader(_ChunkReader(decompressed_chunks(path)), CHUNK)
-    with tarfile.open(fileobj=reader, mode="r|") as tar:
+    with open_archive(path) as tar:
         for m in tar:
             if m.isfile():
                 h = hashlib.sha256()

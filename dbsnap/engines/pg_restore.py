@@ -206,17 +206,31 @@ class RestoreMixin:
             if rc != 0:
                 raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
 
-    def _terminate_others(self, conn: psycopg.Connection, name: str, wait: float = 5.0) -> None:
-        """Terminate the other sessions on ``name`` and wait (bounded) until they are gone."""
+    def _terminate_others(self, conn: psycopg.Connection, name: str, wait: float = 5.0) -> list[int]:
+        """Terminate the other sessions on ``name`` and wait (bounded) until they are gone.
+
+        Returns the pids still there: sessions this role may not signal (another role's, without
+        pg_signal_backend), or ones that would not end in time. Callers then fail clearly on their own step
+        (a rename refused, a lock_timeout), never by waiting silently.
+        """
         deadline = time.monotonic() + wait
+        denied: set[int] = set()
         while True:
-            left = conn.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            ).fetchone()[0]
-            if not left or time.monotonic() > deadline:
-                return
+            pids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+                ).fetchall()
+            ]
+            for pid in pids:
+                if pid in denied:
+                    continue
+                try:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                except psycopg.errors.InsufficientPrivilege:
+                    denied.add(pid)
+            if not pids or set(pids) <= denied or time.monotonic() > deadline:
+                return pids
             time.sleep(0.05)
 
     def _rename_pair(self, first: tuple[str, str], second: tuple[str, str], retries: int = 50) -> None:
@@ -237,7 +251,11 @@ class RestoreMixin:
                 except (psycopg.errors.ObjectInUse, psycopg.errors.LockNotAvailable) as e:
                     last = e  # a client reconnected between terminate and rename: try again
                     time.sleep(0.1)
-            raise RollbackError(f"could not swap databases: sessions keep reconnecting to {first[0]!r} ({last})")
+            raise RollbackError(
+                f"could not swap databases: other sessions on {first[0]!r} could not be ended "
+                f"(this role may not terminate them, or they keep reconnecting): {last}",
+                hint="stop the application, or run dbsnap as the database owner or a role with pg_signal_backend",
+            )
 
     def swap_in(self, state: dict) -> dict:
         if state["mode"] == "transaction":
