@@ -19,7 +19,7 @@ from .context import Context
 from .errors import IntegrityError, SnapshotNotFound, UsageError
 from .fsutil import remove_tree
 from .settings import read_pyproject
-from .snapshot import SaveResult, default_name, take_snapshot
+from .snapshot import SaveResult, default_name, drop_clones, take_snapshot
 from .store import Snapshot, validate_name
 
 
@@ -83,6 +83,7 @@ def save(
     force: bool = False,
     prune: bool | None = None,
     verify: bool = False,
+    clone: bool | None = None,
 ) -> SaveResult:
     """Take a snapshot (default name ``snap-YYYYmmdd-HHMMSS``); refuse an existing name unless ``force``.
 
@@ -94,7 +95,8 @@ def save(
     auto = prune if prune is not None else _auto_prune(ctx)
     policy = pr.resolve_policy(ctx, {}) if auto else None  # a bad policy fails before the save, not after
     with locked(ctx, f"save {name}"):
-        result = take_snapshot(ctx, name, note=note, pin=pin, force=force, verify=verify)
+        clone = clone if clone is not None else _setting_flag(ctx, "DBSNAP_CLONE", "clone")
+        result = take_snapshot(ctx, name, note=note, pin=pin, force=force, verify=verify, clone=clone)
         if policy is not None:
             plan = pr.plan(ctx, policy[0], policy[1], pr.resolve_timezone(ctx, None))
             pr.execute(ctx, plan)
@@ -102,11 +104,16 @@ def save(
         return result
 
 
-def _auto_prune(ctx: Context) -> bool:
-    raw = ctx.env.get("DBSNAP_AUTO_PRUNE")
+def _setting_flag(ctx: Context, env_var: str, key: str) -> bool:
+    """An on/off setting: the environment (or .env), else ``[tool.dbsnap] key``; off by default."""
+    raw = ctx.env.get(env_var)
     if raw is None and ctx.root is not None:
-        raw = read_pyproject(ctx.root).get("auto-prune")
+        raw = read_pyproject(ctx.root).get(key)
     return str(raw).lower() in ("1", "true", "yes", "on") if raw is not None else False
+
+
+def _auto_prune(ctx: Context) -> bool:
+    return _setting_flag(ctx, "DBSNAP_AUTO_PRUNE", "auto-prune")
 
 
 def prune(
@@ -165,6 +172,7 @@ def delete(ctx: Context, names: list[str], *, force: bool = False) -> list[str]:
             raise UsageError(f"snapshot {pinned[0]!r} is pinned", hint="unpin it first or pass --force")
         for s in snaps:
             ctx.store.delete(s)
+            drop_clones(ctx, s)
         return [s.name for s in snaps]
 
 

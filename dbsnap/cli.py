@@ -104,6 +104,11 @@ def info(obj: Obj, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing snapshot of the same name (atomically).")
 @click.option("--verify", is_flag=True, help="Check the new snapshot (checksums, complete streams) before committing.")
 @click.option(
+    "--clone/--no-clone",
+    default=None,
+    help="Also keep a server-side copy (PostgreSQL) for a fast rollback (default: the clone setting).",
+)
+@click.option(
     "--prune/--no-prune",
     default=None,
     help="Apply the configured retention policy after saving (default: the auto-prune setting).",
@@ -117,6 +122,7 @@ def save(
     pin: bool,
     force: bool,
     verify: bool,
+    clone: bool | None,
     prune: bool | None,
     as_json: bool,
 ) -> None:
@@ -126,8 +132,9 @@ def save(
     Example:
       dbsnap save pre-reset --note "before squashing migrations"
       dbsnap save --prune          # from cron: save, then apply the retention policy
+      dbsnap save before-migrate --clone   # PostgreSQL: also a server-side copy, for a fast rollback
     """
-    result = api.save(obj.ctx("save"), name, note=note, pin=pin, force=force, prune=prune, verify=verify)
+    result = api.save(obj.ctx("save"), name, note=note, pin=pin, force=force, prune=prune, verify=verify, clone=clone)
     if result.pruned is not None and not as_json:
         click.echo(render.prune_text(result.pruned, [d.name for d in result.pruned.removals], False), err=True)
     out(render.save_json(result) if as_json else render.save_text(result), as_json)

@@ -16,6 +16,7 @@ from .context import Context
 from .errors import UsageError
 from .retention import Decision, Policy, PolicyError, apply_policy_grouped, group_by_database
 from .settings import read_pyproject
+from .snapshot import drop_clones
 from .store import Snapshot
 
 ENV_PREFIX = "DBSNAP_KEEP_"
@@ -96,5 +97,6 @@ def execute(ctx: Context, p: PrunePlan) -> list[str]:
     for d in p.removals:
         snap = d.snapshot if isinstance(d.snapshot, Snapshot) else ctx.store.get(d.name)
         ctx.store.delete(snap)
+        drop_clones(ctx, snap)
         deleted.append(d.name)
     return deleted

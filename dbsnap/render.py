@@ -24,19 +24,20 @@ def snapshot_summary(s: Snapshot) -> dict:
         "bytes": s.size,
         "databases": {a: {"engine": d.get("engine"), "name": d.get("name")} for a, d in s.databases.items()},
         "migration_files": len(m.get("migrations", {}).get("files", [])),
+        "clones": {a: d["clone"]["name"] for a, d in s.databases.items() if d.get("clone")},
     }
 
 
 def list_table(snaps: list[Snapshot]) -> str:
     if not snaps:
         return "no snapshots"
-    rows = [("NAME", "CREATED (UTC)", "ORIGIN", "SIZE", "DATABASES", "PIN", "NOTE")]
+    rows = [("NAME", "CREATED (UTC)", "ORIGIN", "SIZE", "DATABASES", "PIN", "CLONE", "NOTE")]
     for s in snaps:
         dbs = ",".join(f"{a}:{d.get('engine')}" for a, d in s.databases.items())
         created = s.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        rows.append(
-            (s.name, created, s.origin, human_bytes(s.size), dbs, "*" if s.pinned else "", s.manifest.get("note", ""))
-        )
+        pin = "*" if s.pinned else ""
+        clone = "yes" if any(d.get("clone") for d in s.databases.values()) else ""
+        rows.append((s.name, created, s.origin, human_bytes(s.size), dbs, pin, clone, s.manifest.get("note", "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -61,6 +62,9 @@ def show_text(s: Snapshot) -> str:
             f"{len(d.get('tables', {}))} tables, {sum(d.get('tables', {}).values())} rows, "
             f"{len(d.get('migrations', []))} applied migrations"
         )
+    for alias, d in s.databases.items():
+        if d.get("clone"):
+            lines.append(f"clone {alias}: {d['clone']['name']} (server-side copy for a fast rollback)")
     mig = m.get("migrations", {})
     for f in mig.get("folders", []):
         n = sum(1 for x in mig.get("files", []) if x["path"].startswith(f["path"] + "/"))

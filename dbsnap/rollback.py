@@ -287,8 +287,9 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
         ctx.reporter.step(f"unpacking {len(journal['folders'])} migration folders")
         unpack_folders(snap.path / MIGRATIONS_PAYLOAD, {f["path"]: Path(f["staged"]) for f in journal["folders"]})
         for e in engines:
-            payload = snap.path / snap.databases[e.db.alias]["payload"]
-            state = e.new_restore_state(payload)
+            saved = snap.databases[e.db.alias]
+            payload = snap.path / saved["payload"]
+            state = e.new_restore_state(payload, saved)
             entry = {"alias": e.db.alias, "state": state}
             journal["databases"].append(entry)
             ctx.store.write_journal(journal)
@@ -298,10 +299,13 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
                 ctx.store.write_journal(journal)
 
             e.checkpoint = save_state
-            ctx.reporter.step(f"restoring {e.db.describe()} ({state.get('mode', 'swap')})")
+            source = f"from clone {state['clone']}" if state.get("clone") else "from the dump"
+            ctx.reporter.step(f"restoring {e.db.describe()} ({state.get('mode', 'swap')}, {source})")
             counter = ctx.reporter.progress(f"restore {e.db.alias}", payload.stat().st_size)
             e.prepare_restore(state, counter)
             counter.close()
+            if state.get("warning"):
+                ctx.reporter.warn(state["warning"])
             faults.point("rollback.after-restore")
         journal["phase"] = "swapping-db"
         ctx.store.write_journal(journal)

@@ -6,6 +6,7 @@ so the store holds either the whole new snapshot or nothing new.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 from . import __version__, faults
 from .archive import pack_folders
 from .context import Context
-from .errors import UsageError
+from .errors import DbsnapError, UsageError
 from .fsutil import atomic_write, remove_tree
 from .store import FORMAT, FORMAT_VERSION, MANIFEST, Snapshot, dump_manifest, validate_name
 
@@ -69,10 +70,12 @@ def take_snapshot(
     pin: bool = False,
     force: bool = False,
     verify: bool = False,
+    clone: bool = False,
 ) -> SaveResult:
     """Write a complete snapshot called ``name`` of the selected databases and the migration folders.
 
     With ``verify`` the staged snapshot is checked (checksums, complete streams) before it is committed.
+    With ``clone`` each PostgreSQL database is also copied on the server (fast rollback), and dumped from that copy.
     """
     validate_name(name)
     if ctx.store.exists(name) and not force:
@@ -84,6 +87,9 @@ def take_snapshot(
     started = time.monotonic()
     created = datetime.now(timezone.utc)
     staged = ctx.store.stage(name)
+    stamp = created.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    clones: list[tuple[object, dict]] = []  # (engine, {"name", "oid"}) made by this save
+    replaced = ctx.store.get(name) if force and ctx.store.exists(name) else None
     try:
         databases = {}
         files = {}
@@ -93,8 +99,13 @@ def take_snapshot(
             ctx.reporter.step(f"dumping {db.describe()}")
             t0 = time.monotonic()
             counter = ctx.reporter.progress(f"dump {db.alias}")
-            result = engine.dump(staged / engine.payload_name(), counter)
+            made = _make_clone(ctx, engine, name, stamp) if clone else None
+            if made:
+                clones.append((engine, made))
+            result = engine.dump(staged / engine.payload_name(), counter, made["name"] if made else None)
             counter.close()
+            if made:
+                engine.seal_clone(made["name"])
             faults.point("save.after-dump")
             raw_total += result.payload.raw_bytes
             files[engine.payload_name()] = {"bytes": result.payload.bytes, "sha256": result.payload.sha256}
@@ -108,6 +119,7 @@ def take_snapshot(
                 "client_version": fact.get("client_version"),
                 "migrations": result.migrations,
                 "tables": result.tables,
+                **({"clone": made} if made else {}),
                 "seconds": round(time.monotonic() - t0, 3),
                 **result.meta,
             }
@@ -120,7 +132,7 @@ def take_snapshot(
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "name": name,
-            "created_at": created.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "created_at": stamp,
             "origin": origin,
             "pinned": pin,
             "note": note or "",
@@ -154,6 +166,43 @@ def take_snapshot(
         snap = ctx.store.commit(staged, name, force=force)
     except BaseException:
         remove_tree(staged)
+        for engine, made in clones:
+            with contextlib.suppress(Exception):
+                engine.drop_clone(made)  # type: ignore[attr-defined]
         raise
+    if replaced is not None:
+        drop_clones(ctx, replaced)  # the replaced snapshot's server-side copies go with it
     stored = sum(f["bytes"] for f in files.values())
     return SaveResult(snapshot=snap, raw_bytes=raw_total, stored_bytes=stored, seconds=time.monotonic() - started)
+
+
+def _make_clone(ctx: Context, engine, name: str, stamp: str) -> dict | None:
+    """A server-side copy for fast rollback, or None (with a warning) where there cannot be one."""
+    if not hasattr(engine, "make_clone"):
+        return None  # SQLite: the snapshot file itself is the fast path
+    clone_name = engine.clone_name(ctx.store.root, name, stamp)
+    try:
+        return {"name": clone_name, "oid": engine.make_clone(clone_name)}
+    except DbsnapError as e:
+        ctx.reporter.warn(f"no clone of {engine.db.alias!r}: {e.message}; the snapshot is saved without one")
+        return None
+
+
+def drop_clones(ctx: Context, snap: Snapshot) -> list[str]:
+    """Drop the server-side clones recorded in a snapshot's manifest; warn (never fail) when one cannot be."""
+    dropped = []
+    for alias, saved in snap.databases.items():
+        clone = saved.get("clone")
+        if not clone:
+            continue
+        try:
+            db = ctx.project.databases.get(alias)
+            if db is None or db.kind != saved.get("engine"):
+                raise DbsnapError(f"database {alias!r} is not configured in this project")
+            if ctx.engine(db).drop_clone(clone):
+                dropped.append(clone["name"])
+        except DbsnapError as e:
+            ctx.reporter.warn(
+                f"clone {clone['name']} of deleted snapshot {snap.name!r} was left on the server: {e.message}"
+            )
+    return dropped

@@ -31,7 +31,11 @@ def leftovers(p: Project) -> list[str]:
     if (p.store / ".tmp").exists():
         found += [x.name for x in (p.store / ".tmp").iterdir()]
     if p.pg_name:
-        found += [r[0] for r in p.sql(f"SELECT datname FROM pg_database WHERE datname LIKE '{p.pg_name}_dbsnap%'")]
+        found += [
+            r[0]
+            for r in p.sql(f"SELECT datname FROM pg_database WHERE datname LIKE '{p.pg_name}_dbsnap%'")
+            if "_dbsnap_c_" not in r[0]  # a clone kept on purpose by save --clone
+        ]
     return found
 
 

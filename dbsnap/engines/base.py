@@ -58,8 +58,8 @@ class Engine(ABC):
         """Check the database is reachable and the tools usable; return versions and facts for the manifest."""
 
     @abstractmethod
-    def dump(self, dest: Path, progress: Progress | None = None) -> DumpResult:
-        """Write a consistent compressed copy of the database to the new file ``dest``."""
+    def dump(self, dest: Path, progress: Progress | None = None, dbname: str | None = None) -> DumpResult:
+        """Write a consistent compressed copy of the database (or of ``dbname``, a clone) to the new file ``dest``."""
 
     @abstractmethod
     def migration_rows(self) -> list[list[str]]:
@@ -80,7 +80,7 @@ class Engine(ABC):
         return []
 
     @abstractmethod
-    def new_restore_state(self, payload: Path) -> dict:
+    def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
         """Choose the names a restore will use (recorded in the journal before anything is created)."""
 
     @abstractmethod

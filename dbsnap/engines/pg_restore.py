@@ -63,16 +63,23 @@ class RestoreMixin:
 
     # -- restore: swap mode -----------------------------------------------------------------------------
 
-    def new_restore_state(self, payload: Path) -> dict:
+    def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
         token = secrets.token_hex(3)
         base = self.db.name[:40]
-        return {
+        state = {
             "mode": self.restore_mode(),
             "live": self.db.name,
             "scratch": f"{base}_dbsnap_new_{token}",
             "old": f"{base}_dbsnap_old_{token}",
             "payload": str(payload),
         }
+        clone = (saved or {}).get("clone")
+        if clone and state["mode"] == "swap":
+            if self.clone_ok(clone):
+                state["clone"] = clone["name"]
+            else:
+                state["warning"] = f"clone {clone['name']} is missing or was replaced: restoring from the dump"
+        return state
 
     def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
         server_major, _ = self.server_version()
@@ -84,10 +91,19 @@ class RestoreMixin:
             props = self._db_props(conn, self.db.name)
             if props is None:
                 raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
-            self._create_like(conn, props, state["scratch"])
+            if state.get("clone"):
+                try:
+                    self._create_like(conn, props, state["scratch"], template=state["clone"])
+                except psycopg.Error as e:
+                    state.pop("clone")
+                    state["warning"] = f"copying the clone failed ({first_line(e)}): restoring from the dump"
+                    self.checkpoint(state)
+            if not state.get("clone"):
+                self._create_like(conn, props, state["scratch"])
         try:
             faults.point("pg.after-create-scratch")
-            self._pg_restore(pg_restore, Path(state["payload"]), state["scratch"], progress)
+            if not state.get("clone"):
+                self._pg_restore(pg_restore, Path(state["payload"]), state["scratch"], progress)
         except BaseException:
             self.discard(state)
             raise
@@ -117,13 +133,21 @@ class RestoreMixin:
         finally:
             self._drop(name)
 
-    def _create_like(self, conn: psycopg.Connection, p: dict, name: str) -> None:
-        """CREATE DATABASE ``name`` with the live database's owner, encoding, locale, settings, grants, comment."""
+    def _create_like(self, conn: psycopg.Connection, p: dict, name: str, template: str = "template0") -> None:
+        """CREATE DATABASE ``name`` with the live database's owner, encoding, locale, settings, grants, comment.
+
+        ``template`` is template0 (then the dump is restored into it) or a clone (a server-side file copy).
+        """
         parts = [
-            sql.SQL("CREATE DATABASE {} WITH TEMPLATE template0 OWNER {} ENCODING {}").format(
-                sql.Identifier(name), sql.Identifier(p["owner"]), sql.Literal(p["encoding_name"])
+            sql.SQL("CREATE DATABASE {} WITH TEMPLATE {} OWNER {} ENCODING {}").format(
+                sql.Identifier(name),
+                sql.Identifier(template),
+                sql.Identifier(p["owner"]),
+                sql.Literal(p["encoding_name"]),
             )
         ]
+        if template != "template0" and self.server_major() >= 15:
+            parts.append(sql.SQL("STRATEGY FILE_COPY"))
         if p.get("datlocprovider") == "i":
             parts.append(
                 sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(

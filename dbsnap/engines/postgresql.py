@@ -20,6 +20,7 @@ from psycopg import sql
 from ..archive import compress_chunks, read_chunks
 from ..errors import ExternalError
 from .base import DumpResult, Engine, Progress, first_line, read_tail, run, stderr_file, tool_command
+from .pg_clone import CloneMixin
 from .pg_restore import RestoreMixin
 from .pg_sql import DROP_ALL_SQL, LOCK_TIMEOUT
 
@@ -46,7 +47,7 @@ def _client_major(text: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(0)
 
 
-class PostgreSQLEngine(RestoreMixin, Engine):
+class PostgreSQLEngine(CloneMixin, RestoreMixin, Engine):
     kind = "postgresql"
     payload_suffix = ".dump.zst"
 
@@ -111,6 +112,9 @@ class PostgreSQLEngine(RestoreMixin, Engine):
         env["PGAPPNAME"] = "dbsnap"
         env["PGCONNECT_TIMEOUT"] = str(self.db.options.get("connect_timeout", 10))
         return env
+
+    def server_major(self) -> int:
+        return self.server_version()[0]
 
     def server_version(self) -> tuple[int, str]:
         with self.connect() as conn:
@@ -203,10 +207,11 @@ class PostgreSQLEngine(RestoreMixin, Engine):
 
     # -- dump ----------------------------------------------------------------------------------------------
 
-    def dump(self, dest: Path, progress: Progress | None = None) -> DumpResult:
+    def dump(self, dest: Path, progress: Progress | None = None, dbname: str | None = None) -> DumpResult:
+        """``dbname`` dumps another database of the same server (a fresh clone) instead of the live one."""
         server_major, _ = self.server_version()
         pg_dump, _ = self.tool("pg_dump", server_major)
-        conn = self.connect()
+        conn = self.connect(dbname)
         try:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
@@ -215,7 +220,7 @@ class PostgreSQLEngine(RestoreMixin, Engine):
                     [*pg_dump, "-Fc", "-Z0", "--no-password", f"--snapshot={snapshot}"],
                     stdout=subprocess.PIPE,
                     stderr=err,
-                    env=self.tool_env(),
+                    env=self.tool_env(dbname),
                 )
                 result: dict = {}
 

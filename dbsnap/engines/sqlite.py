@@ -54,7 +54,7 @@ class SQLiteEngine(Engine):
             raise ExternalError(f"folder {self.path.parent} of the SQLite database does not exist")
         return {"server_version": sqlite3.sqlite_version, "client_version": sqlite3.sqlite_version}
 
-    def dump(self, dest: Path, progress: Progress | None = None) -> DumpResult:
+    def dump(self, dest: Path, progress: Progress | None = None, dbname: str | None = None) -> DumpResult:
         raw = dest.with_name(dest.name + ".raw")
         try:
             try:
@@ -125,7 +125,7 @@ class SQLiteEngine(Engine):
         finally:
             conn.close()
 
-    def new_restore_state(self, payload: Path) -> dict:
+    def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
         new = self.path.with_name(f".{self.path.name}.dbsnap-new-{secrets.token_hex(4)}")
         return {"live": str(self.path), "new": str(new), "old": str(self.path) + ".dbsnap-old", "payload": str(payload)}
 
