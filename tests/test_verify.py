@@ -78,6 +78,13 @@ def test_damage_is_caught(sqlite_shop: Project, kind: str) -> None:
     assert "ok      fine" in res.stdout
     assert "FAILED  s: snapshot 's': " in res.stdout and EXPECT[kind] in res.stdout
     assert "1 of 2 snapshot(s) failed verification" in res.stderr and "Traceback" not in res.stderr
+    # ... and rollback refuses the same damage before touching the database or the migration folders.
+    sqlite_shop.sql("DELETE FROM orders_orderitem")
+    before = (sqlite_shop.fingerprint(), sqlite_shop.migration_files())
+    refused = sqlite_shop.dbsnap("rollback", "s", "--yes")
+    assert refused.returncode == 6 and EXPECT[kind] in refused.stderr
+    assert (sqlite_shop.fingerprint(), sqlite_shop.migration_files()) == before
+    assert sorted(p.name for p in sqlite_shop.store.iterdir() if not p.name.startswith(".")) == ["fine", "s"]
 
 
 def test_truncated_stream_with_matching_checksum_is_caught(sqlite_shop: Project) -> None:
