@@ -40,12 +40,8 @@ class Command(BaseCommand):
     help = "Fill the database with deterministic demo data (appends; not idempotent)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--scale", type=int, default=1, help="10*N users, 50*N products, 100*N orders (default 1)."
-        )
-        parser.add_argument(
-            "--batch-size", type=int, default=2000, help="Rows per bulk_create batch (default 2000)."
-        )
+        parser.add_argument("--scale", type=int, default=1, help="10*N users, 50*N products, 100*N orders (default 1).")
+        parser.add_argument("--batch-size", type=int, default=2000, help="Rows per bulk_create batch (default 2000).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         scale: int = options["scale"]
