@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from . import compare, locking
+from . import locking
 from . import prune as pr
 from . import reset as rs
 from . import rollback as rb
@@ -21,6 +22,9 @@ from .fsutil import remove_tree
 from .settings import read_pyproject
 from .snapshot import SaveResult, default_name, drop_clones, take_snapshot
 from .store import Snapshot, validate_name
+
+if TYPE_CHECKING:
+    from . import compare
 
 
 @contextlib.contextmanager
@@ -259,11 +263,15 @@ def reset(
 
 def status(ctx: Context, against: str | None = None, *, use_django: bool = False) -> compare.Status:
     """The live project against the newest snapshot (or ``against``); read-only, works with no snapshot."""
+    from . import compare  # imported on use: it is not needed on the save/rollback path
+
     recover_if_needed(ctx)
     return compare.status(ctx, against, use_django=use_django)
 
 
 def diff(ctx: Context, a: str, b: str, *, patch: bool = False) -> compare.Diff:
     """Two snapshots side by side, from their manifests (and archives with ``patch``); read-only."""
+    from . import compare
+
     recover_if_needed(ctx)
     return compare.diff(ctx.store, a, b, patch=patch)

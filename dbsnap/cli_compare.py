@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import click
 
-from . import api, compare
+from . import api
 from .cli import Obj, cli, json_opt, out
 from .report import human_bytes
+
+if TYPE_CHECKING:
+    from . import compare
 
 
 def _mig(r: tuple[str, str]) -> str:

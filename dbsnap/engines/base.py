@@ -49,6 +49,7 @@ class Engine(ABC):
         # Called with the restore state whenever an engine learns something recovery needs (the rollback
         # pipeline writes it to the journal before going on).
         self.checkpoint: Callable[[dict], None] = lambda state: None
+        self._cache: dict = {}  # facts that do not change during one command (server version, tool paths)
 
     def payload_name(self) -> str:
         return f"db-{self.db.alias}{self.payload_suffix}"

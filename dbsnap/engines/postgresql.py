@@ -117,13 +117,23 @@ class PostgreSQLEngine(CloneMixin, RestoreMixin, Engine):
         return self.server_version()[0]
 
     def server_version(self) -> tuple[int, str]:
-        with self.connect() as conn:
-            num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-            text = conn.execute("SHOW server_version").fetchone()[0].split()[0]
-        return _major(num), text
+        if "server" not in self._cache:
+            with self.connect() as conn:
+                num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+                text = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+            self._cache["server"] = (_major(num), text)
+        return self._cache["server"]
 
     def tool(self, name: str, server_major: int) -> tuple[list[str], str]:
-        """The command for ``name`` and its version; ExternalError when it is missing or older than the server."""
+        """The command for ``name`` and its version; ExternalError when it is missing or older than the server.
+
+        Found once per engine (preflight, then dump or restore, ask again)."""
+        key = ("tool", name, server_major)
+        if key not in self._cache:
+            self._cache[key] = self._find_tool(name, server_major)
+        return self._cache[key]
+
+    def _find_tool(self, name: str, server_major: int) -> tuple[list[str], str]:
         var = {"pg_dump": "DBSNAP_PG_DUMP", "pg_restore": "DBSNAP_PG_RESTORE", "psql": "DBSNAP_PSQL"}[name]
         candidates: list[list[str]] = []
         with contextlib.suppress(ExternalError):
