@@ -145,6 +145,17 @@ def copy_example(dest: Path) -> Path:
     return dest
 
 
+def pg_project(dest: Path, dbname: str, user: str = PG["user"]) -> Project:
+    """A copy of the example project whose .env points dbsnap at PostgreSQL database ``dbname`` as ``user``."""
+    root = copy_example(dest)
+    (root / ".env").write_text(f"DB_NAME={dbname}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\nDB_USER={user}\n")
+    p = Project(root, child_env(), pg_name=dbname)
+    p.pg_user = user
+    # manage.py does not read .env (dbsnap does): the same values go to it through the environment.
+    p.manage_env = {"DB_NAME": dbname, "DB_HOST": PG["host"], "DB_PORT": PG["port"], "DB_USER": user}
+    return p
+
+
 @pytest.fixture
 def sqlite_shop(tmp_path: Path) -> Project:
     """The example project on SQLite, migrated and seeded."""
@@ -188,10 +199,7 @@ def pg_db(pg_server) -> str:
 @pytest.fixture
 def pg_shop(tmp_path: Path, pg_db: str) -> Project:
     """The example project on its own PostgreSQL database, migrated and seeded; settings read from .env."""
-    root = copy_example(tmp_path / "shop")
-    (root / ".env").write_text(f"DB_NAME={pg_db}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\nDB_USER={PG['user']}\n")
-    p = Project(root, child_env(), pg_name=pg_db)
-    p.manage_env = {"DB_NAME": pg_db, "DB_HOST": PG["host"], "DB_PORT": PG["port"]}
+    p = pg_project(tmp_path / "shop", pg_db)
     p.manage("migrate", "-v0")
     p.manage("seed", "--scale", "1")
     return p

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import PG, Project, child_env, copy_example, drop_databases
+from conftest import PG, Project, child_env, copy_example, drop_databases, pg_project
 
 from dbsnap.locking import store_lock
 from dbsnap.store import Store
@@ -162,12 +162,7 @@ def pg_saved(tmp_path_factory, pg_server) -> Project:
     with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     try:
-        root = copy_example(tmp_path_factory.mktemp("pg") / "shop")
-        (root / ".env").write_text(
-            f"DB_NAME={name}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\nDB_USER={PG['user']}\n"
-        )
-        p = Project(root, child_env(), pg_name=name)
-        p.manage_env = {"DB_NAME": name, "DB_HOST": PG["host"], "DB_PORT": PG["port"]}
+        p = pg_project(tmp_path_factory.mktemp("pg") / "shop", name)
         yield _saved_and_moved_on(p)
     finally:
         drop_databases(name)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import PG, Project, child_env, copy_example, drop_databases
+from conftest import PG, Project, drop_databases, pg_project
 
 from dbsnap.store import Store
 
@@ -184,11 +184,7 @@ def nocreatedb_shop(tmp_path: Path, pg_server) -> Project:
         c.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
         c.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
         c.execute(f"ALTER DATABASE \"{name}\" SET search_path TO 'public'")
-    root = copy_example(tmp_path / "shop")
-    (root / ".env").write_text(f"DB_NAME={name}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\nDB_USER={role}\n")
-    p = Project(root, child_env(), pg_name=name)
-    p.pg_user = role
-    p.manage_env = {"DB_NAME": name, "DB_HOST": PG["host"], "DB_PORT": PG["port"], "DB_USER": role}
+    p = pg_project(tmp_path / "shop", name, role)
     p.manage("migrate", "-v0")
     p.manage("seed", "--scale", "1")
     yield p
