@@ -140,6 +140,29 @@ def pg_fingerprint(dbname: str) -> dict:
     return {"schema": schema, "data": data, "sequences": seqs}
 
 
+def tree(root: Path) -> dict[str, str]:
+    """Every path under ``root`` with its content hash (folders as "dir"): any change shows."""
+    if not root.exists():
+        return {}
+    return {
+        p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def set_env_file(p: Project, **changes: str) -> None:
+    """Rewrite the project's .env with some variables changed (the fixture's values otherwise)."""
+    env = dict(ln.split("=", 1) for ln in (p.root / ".env").read_text().splitlines() if "=" in ln)
+    env.update(changes)
+    (p.root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+
+
+def server_major() -> int:
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
+        num = int(c.execute("SHOW server_version_num").fetchone()[0])
+    return num // 10000 if num >= 100000 else num // 100
+
+
 def copy_example(dest: Path) -> Path:
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "db.sqlite3*", ".env"))
     return dest

@@ -6,7 +6,6 @@ each one not ok, a summary), one ``error:`` line on stderr when something fails,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,35 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import PG, Project, child_env, copy_example, drop_databases, pg_project
+from conftest import PG, Project, child_env, copy_example, drop_databases, pg_project, server_major, set_env_file, tree
 
 from dbsnap.locking import store_lock
 
 DBSNAP = [sys.executable, "-m", "dbsnap"]
 LINE = re.compile(r"^(ok|warn|fail) +(\S.*?) {2,}(\S.*)$")
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every path under ``root`` with its content hash (folders as "dir"): any change shows."""
-    if not root.exists():
-        return {}
-    return {
-        p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-    }
-
-
-def set_env_file(p: Project, **changes: str) -> None:
-    """Rewrite the project's .env with some variables changed."""
-    env = dict(ln.split("=", 1) for ln in (p.root / ".env").read_text().splitlines() if "=" in ln)
-    env.update(changes)
-    (p.root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-
-
-def server_major() -> int:
-    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
-        num = int(c.execute("SHOW server_version_num").fetchone()[0])
-    return num // 10000 if num >= 100000 else num // 100
 
 
 def doctor(p: Project, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -10,7 +10,6 @@ Exit codes (dbsnap/errors.py): 2 usage, 3 snapshot not found, 4 config, 5 extern
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pty
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import PG, Project, child_env, copy_example, drop_databases, pg_project
+from conftest import PG, Project, child_env, copy_example, drop_databases, pg_project, server_major, set_env_file, tree
 
 from dbsnap.locking import store_lock
 from dbsnap.store import Store
@@ -62,16 +61,6 @@ def failed(proc: subprocess.CompletedProcess, code: int, *words: str) -> str:
     for w in words:
         assert w.lower() in text.lower(), f"{w!r} not in:\n{text}"
     return text
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every path under ``root`` with its content hash (folders as "dir"): any change shows."""
-    if not root.exists():
-        return {}
-    return {
-        p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-    }
 
 
 def scratch_databases(p: Project) -> list[str]:
@@ -122,19 +111,6 @@ def break_state(p: Project) -> None:
     p.sql("CREATE TABLE stray_after_snapshot (id integer)")
     (p.root / "orders" / "migrations" / "0002_order_note.py").write_text("# edited by hand\n")
     (p.root / "accounts" / "migrations" / "0002_extra.py").write_text("# new\n")
-
-
-def set_env_file(p: Project, **changes: str) -> None:
-    """Rewrite the project's .env with some variables changed (the fixture's values otherwise)."""
-    env = dict(ln.split("=", 1) for ln in (p.root / ".env").read_text().splitlines() if "=" in ln)
-    env.update(changes)
-    (p.root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-
-
-def server_major() -> int:
-    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
-        num = int(c.execute("SHOW server_version_num").fetchone()[0])
-    return num // 10000 if num >= 100000 else num // 100
 
 
 # -- shared projects -----------------------------------------------------------------------------------------
