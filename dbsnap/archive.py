@@ -58,8 +58,11 @@ def _compressor() -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(level=LEVEL, threads=min(os.cpu_count() or 1, MAX_THREADS), write_checksum=True)
 
 
-def compress_chunks(chunks: Iterable[bytes], dest: Path) -> PayloadInfo:
-    """Compress ``chunks`` into a new file ``dest`` (created 0600, fsynced), hashing the compressed bytes."""
+def compress_chunks(chunks: Iterable[bytes], dest: Path, progress: Callable[[int], None] | None = None) -> PayloadInfo:
+    """Compress ``chunks`` into a new file ``dest`` (created 0600, fsynced), hashing the compressed bytes.
+
+    ``progress`` is called with the number of uncompressed bytes taken, for progress reporting.
+    """
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     raw = 0
     with os.fdopen(fd, "wb", buffering=CHUNK) as f:
@@ -67,6 +70,8 @@ def compress_chunks(chunks: Iterable[bytes], dest: Path) -> PayloadInfo:
         with _compressor().stream_writer(hf, closefd=False) as w:
             for chunk in chunks:
                 raw += len(chunk)
+                if progress:
+                    progress(len(chunk))
                 w.write(chunk)
         f.flush()
         os.fsync(f.fileno())

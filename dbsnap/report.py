@@ -13,9 +13,6 @@ class Reporter:
     def step(self, text: str) -> None:
         """A line saying what is being done now."""
 
-    def info(self, text: str) -> None:
-        """A line of information about the work."""
-
     def warn(self, text: str) -> None:
         """Something the user should know: a fallback, a taken-over lock."""
 
@@ -61,10 +58,6 @@ class HumanReporter(Reporter):
         self.stream.flush()
 
     def step(self, text: str) -> None:
-        if not self.quiet:
-            self._write(text)
-
-    def info(self, text: str) -> None:
         if not self.quiet:
             self._write(text)
 

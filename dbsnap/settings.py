@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, UsageError
-
-# name -> (environment variable, pyproject key, default, meaning), for the README and `dbsnap info`.
-OPTIONS = {
-    "project": ("DBSNAP_PROJECT", None, ".", "Django project root (the folder with manage.py)"),
-    "store": ("DBSNAP_DIR", "store", "snapshots", "snapshot store folder"),
-    "lock_timeout": ("DBSNAP_LOCK_TIMEOUT", "lock-timeout", "0", "seconds to wait for the store lock"),
-}
 
 
 @dataclass
@@ -29,7 +20,6 @@ class Settings:
     store: Path | None = None
     databases: tuple[str, ...] = ()
     lock_timeout: float | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def read_pyproject(root: Path) -> dict:
@@ -70,8 +60,3 @@ def resolve_lock_timeout(flag: float | None, env: dict[str, str], root: Path | N
         return float(raw)
     except ValueError as e:
         raise UsageError(f"invalid lock timeout {raw!r}: expected seconds") from e
-
-
-def env_project() -> Path | None:
-    raw = os.environ.get("DBSNAP_PROJECT")
-    return Path(raw) if raw else None

@@ -202,10 +202,6 @@ class PostgreSQLEngine(CloneMixin, RestoreMixin, Engine):
         with self.connect() as conn:
             return self._migration_rows(conn)
 
-    def table_counts(self) -> dict[str, int]:
-        with self.connect() as conn:
-            return self._table_counts(conn)
-
     def other_sessions(self) -> list[str]:
         with self.maintenance() as conn:
             rows = conn.execute(
@@ -237,10 +233,7 @@ class PostgreSQLEngine(CloneMixin, RestoreMixin, Engine):
                 def pump() -> None:
                     try:
                         assert proc.stdout is not None
-                        chunks = read_chunks(proc.stdout)
-                        if progress:
-                            chunks = _counting(chunks, progress)
-                        result["info"] = compress_chunks(chunks, dest)
+                        result["info"] = compress_chunks(read_chunks(proc.stdout), dest, progress)
                     except BaseException as e:
                         result["error"] = e
                         proc.kill()
@@ -284,9 +277,3 @@ class PostgreSQLEngine(CloneMixin, RestoreMixin, Engine):
                     conn.execute(DROP_ALL_SQL)
             except psycopg.Error as e:
                 raise ExternalError(f"dropping the objects of {self.db.name!r} failed: {first_line(e)}") from e
-
-
-def _counting(chunks, progress):
-    for c in chunks:
-        progress(len(c))
-        yield c

@@ -72,7 +72,7 @@ class SQLiteEngine(Engine):
             tables = table_counts(dst)
             dst.close()
             with open(raw, "rb") as f:
-                info = compress_chunks(_progress_chunks(read_chunks(f), progress), dest)
+                info = compress_chunks(read_chunks(f), dest, progress)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 raw.unlink()
@@ -208,10 +208,3 @@ class SQLiteEngine(Engine):
 
     def is_swapped(self, state: dict) -> bool:
         return not Path(state["new"]).exists()
-
-
-def _progress_chunks(chunks, progress):
-    for c in chunks:
-        if progress:
-            progress(len(c))
-        yield c
