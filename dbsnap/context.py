@@ -25,6 +25,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self._project: Project | None = None
+        self._engines: dict[str, Engine] = {}
         try:
             self.root: Path | None = find_root(self.settings.project)
         except ConfigError:
@@ -53,4 +54,9 @@ class Context:
         return self.project.select(self.settings.databases)
 
     def engine(self, db: Database) -> Engine:
-        return engine_for(db, self.project.env)
+        """One engine per alias for the whole command, so its facts (server version, tools, restore mode) are
+        looked up once: plan, safety snapshot and restore each asked again before, a few connections and
+        ``--version`` runs apiece."""
+        if db.alias not in self._engines:
+            self._engines[db.alias] = engine_for(db, self.project.env)
+        return self._engines[db.alias]

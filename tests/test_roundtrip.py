@@ -148,6 +148,36 @@ def test_own_apps_only(sqlite_shop: Project, tmp_path) -> None:
     assert not any("django" in a["migrations"] for a in info["apps"])
 
 
+def test_discovery_follows_app_labels_and_migration_modules(sqlite_shop: Project) -> None:
+    """Discovery reads AppConfig labels and MIGRATION_MODULES like Django does (without django.setup())."""
+    root = sqlite_shop.root
+    settings = root / "shopsite" / "settings.py"
+    text = settings.read_text().replace('"catalog",', '"catalog.apps.ShopCatalogConfig",')
+    settings.write_text(text + '\nMIGRATION_MODULES = {"shopcat": "catalog.schema_history"}\n')
+    (root / "catalog" / "apps.py").write_text(
+        (root / "catalog" / "apps.py").read_text()
+        + '\n\nclass ShopCatalogConfig(CatalogConfig):\n    label = "shopcat"\n'
+    )
+    (root / "catalog" / "migrations").rename(root / "catalog" / "schema_history")
+    info = json.loads(sqlite_shop.ok("info", "--json").stdout)
+    assert [(a["app"], a["migrations"], a["files"]) for a in info["apps"]] == [
+        ("accounts", "accounts/migrations", 1),
+        ("shopcat", "catalog/schema_history", 2),
+        ("orders", "orders/migrations", 2),
+    ]
+
+
+def test_discovery_falls_back_to_django_setup(sqlite_shop: Project) -> None:
+    """An app that only imports while Django loads apps makes the fast path fail: django.setup() finds it all."""
+    init = sqlite_shop.root / "orders" / "__init__.py"
+    init.write_text(
+        init.read_text() + "\nfrom django.apps import apps\n\nif not apps.loading:\n    raise RuntimeError('outside')\n"
+    )
+    info = json.loads(sqlite_shop.ok("info", "--json").stdout)
+    assert [a["app"] for a in info["apps"]] == ["accounts", "catalog", "orders"]
+    assert info["discovery"] == "settings"  # not the scan that a failing child falls back to
+
+
 @pytest.mark.parametrize("via", ["flag", "env"])
 def test_store_location(sqlite_shop: Project, tmp_path, via: str) -> None:
     where = tmp_path / "elsewhere"

@@ -55,11 +55,14 @@ class RestoreMixin:
         )
 
     def restore_mode(self) -> str:
-        with self.maintenance() as conn:
-            props = self._db_props(conn, self.db.name)
-            if props is None:
-                raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
-            return "swap" if self.can_swap(conn, props["owner"]) else "transaction"
+        """"swap" or "transaction"; asked once per command (the plan and the restore agree by construction)."""
+        if "restore_mode" not in self._cache:
+            with self.maintenance() as conn:
+                props = self._db_props(conn, self.db.name)
+                if props is None:
+                    raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
+                self._cache["restore_mode"] = "swap" if self.can_swap(conn, props["owner"]) else "transaction"
+        return self._cache["restore_mode"]
 
     # -- restore: swap mode -----------------------------------------------------------------------------
 

@@ -136,13 +136,18 @@ class PostgreSQLEngine(CloneMixin, RestoreMixin, Engine):
     def _find_tool(self, name: str, server_major: int) -> tuple[list[str], str]:
         var = {"pg_dump": "DBSNAP_PG_DUMP", "pg_restore": "DBSNAP_PG_RESTORE", "psql": "DBSNAP_PSQL"}[name]
         candidates: list[list[str]] = []
+        bin_dir = self.env.get("DBSNAP_PG_BIN")
         with contextlib.suppress(ExternalError):
-            candidates.append(tool_command(self.env, var, name, self.env.get("DBSNAP_PG_BIN")))
+            candidates.append(tool_command(self.env, var, name, bin_dir))
         if not self.env.get(var):
             # Debian/Ubuntu install one client per major version side by side; use a new enough one.
             for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: -int(p.parent.name or 0)):
                 if (d / name).exists():
                     candidates.append([str(d / name)])
+            # There, the tool on PATH is pg_wrapper, a Perl script that picks one of those binaries: calling the
+            # binary directly saves a Perl start (about 25 ms) per run, and pg_wrapper also picks the newest.
+            if candidates and Path(candidates[0][0]).resolve().name == "pg_wrapper" and not bin_dir:
+                candidates.append(candidates.pop(0))
         if not candidates:
             raise ExternalError(
                 f"{name} not found on PATH",
