@@ -55,7 +55,7 @@ class RestoreMixin:
         )
 
     def restore_mode(self) -> str:
-        """"swap" or "transaction"; asked once per command (the plan and the restore agree by construction)."""
+        """The restore mode, swap or transaction; asked once per command, so the plan and the restore agree."""
         if "restore_mode" not in self._cache:
             with self.maintenance() as conn:
                 props = self._db_props(conn, self.db.name)
