@@ -389,8 +389,20 @@ def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.pop("DATABASE_URL", None)
     env.pop("SQLITE_PATH", None)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # Bytecode as users have it (pip compiles installed packages, a project writes __pycache__ on its first run):
+    # without it every timed dbsnap run would compile dbsnap and the project's settings from source.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def compile_bytecode(python: str, project: Path) -> None:
+    """Write the bytecode of dbsnap and of the project copy before anything is timed (see ``clean_env``)."""
+    code = (
+        "import compileall, os, sys, dbsnap\n"
+        "dirs = sys.argv[1:] + [os.path.dirname(dbsnap.__file__)]\n"
+        "sys.exit(not all(compileall.compile_dir(d, quiet=1) for d in dirs))"
+    )
+    subprocess.run([python, "-c", code, str(project)], env=clean_env(), check=True, capture_output=True)
 
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -981,6 +993,9 @@ def bench_size(ctx: Ctx, target: int) -> dict:
         sq = build_sqlite(ctx, label, pg_built, target)
         result["built"]["sqlite"] = sq.as_dict()
         groups += sqlite_groups(ctx, label, sq)
+    for b in (pg_built, sq if "sqlite" in ctx.args.engines else None):
+        if b is not None:
+            compile_bytecode(ctx.python, b.project)
     for g in groups:
         if g.prepare:
             g.prepare()

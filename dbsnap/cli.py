@@ -23,11 +23,15 @@ class Obj:
     def __init__(self, **kwargs) -> None:
         self.kwargs = kwargs
 
-    def ctx(self, command: str, quiet: bool = False) -> Context:
+    def ctx(self, command: str, quiet: bool = False, jobs: str | None = None) -> Context:
         k = self.kwargs
         return Context(
             settings=Settings(
-                project=k["project"], store=k["store"], databases=k["database"], lock_timeout=k["lock_timeout"]
+                project=k["project"],
+                store=k["store"],
+                databases=k["database"],
+                lock_timeout=k["lock_timeout"],
+                jobs=jobs,
             ),
             reporter=HumanReporter(quiet=quiet or k["quiet"]),
             command=command,
@@ -253,9 +257,17 @@ def unpin(obj: Obj, name: str) -> None:
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @click.option("--no-safety-snapshot", is_flag=True, help="Skip the snapshot of the current state taken first.")
+@click.option(
+    "--jobs",
+    "-j",
+    metavar="N|auto",
+    default=None,
+    help="PostgreSQL: restore with N parallel pg_restore jobs (1: one stream). Default: $DBSNAP_JOBS, "
+    "[tool.dbsnap] jobs, or auto (one per CPU, at most 4, for dumps of 64 MiB and more).",
+)
 @json_opt
 @click.pass_obj
-def rollback(obj: Obj, name: str, yes: bool, no_safety_snapshot: bool, as_json: bool) -> None:
+def rollback(obj: Obj, name: str, yes: bool, no_safety_snapshot: bool, jobs: str | None, as_json: bool) -> None:
     """Put the database(s) AND the migration folders back to snapshot NAME, together, all or nothing.
 
     Checksums are verified first; a safety snapshot of the current state is taken; other sessions on the
@@ -265,8 +277,9 @@ def rollback(obj: Obj, name: str, yes: bool, no_safety_snapshot: bool, as_json: 
     Example:
       dbsnap rollback pre-reset
       dbsnap rollback latest --yes
+      dbsnap rollback big-one --jobs 4   # PostgreSQL: parallel pg_restore
     """
-    ctx = obj.ctx("rollback")
+    ctx = obj.ctx("rollback", jobs=jobs)
 
     def confirm(plan) -> bool:
         if not (yes and obj.kwargs["quiet"]):  # the plan is what the user confirms: shown unless nobody asks

@@ -11,7 +11,7 @@ from .engines.base import Engine
 from .errors import ConfigError
 from .project import Database, Project, discover, find_root, load_env
 from .report import Reporter
-from .settings import Settings, resolve_lock_timeout, resolve_store
+from .settings import Settings, resolve_jobs, resolve_lock_timeout, resolve_store
 from .store import Store
 
 
@@ -35,6 +35,7 @@ class Context:
         self.env = load_env(self.root) if self.root else dict(os.environ)
         self.store = Store(resolve_store(self.settings.store, self.env, self.root))
         self.lock_timeout = resolve_lock_timeout(self.settings.lock_timeout, self.env, self.root)
+        self.jobs = resolve_jobs(self.settings.jobs, self.env, self.root)
 
     @property
     def project(self) -> Project:

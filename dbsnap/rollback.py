@@ -24,6 +24,7 @@ from .engines.base import Engine
 from .errors import ConfigError, DbsnapError, Interrupted, RollbackError
 from .fsutil import fsync_dir, remove_tree
 from .project import Database
+from .settings import restore_jobs
 from .snapshot import MIGRATIONS_PAYLOAD, take_snapshot, unique_name
 from .store import Snapshot
 
@@ -290,6 +291,10 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
             saved = snap.databases[e.db.alias]
             payload = snap.path / saved["payload"]
             state = e.new_restore_state(payload, saved)
+            if e.parallel_restore and state.get("mode") == "swap" and not state.get("clone"):
+                state["jobs"] = restore_jobs(ctx.jobs, int(saved.get("raw_bytes") or 0))
+                state["raw_bytes"] = int(saved.get("raw_bytes") or 0)
+                state["spool_dir"] = str(ctx.store.tmp)
             entry = {"alias": e.db.alias, "state": state}
             journal["databases"].append(entry)
             ctx.store.write_journal(journal)
@@ -300,6 +305,8 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
 
             e.checkpoint = save_state
             source = f"from clone {state['clone']}" if state.get("clone") else "from the dump"
+            if state.get("jobs", 1) > 1:
+                source += f", {state['jobs']} jobs"
             ctx.reporter.step(f"restoring {e.db.describe()} ({state.get('mode', 'swap')}, {source})")
             counter = ctx.reporter.progress(f"restore {e.db.alias}", payload.stat().st_size)
             e.prepare_restore(state, counter)

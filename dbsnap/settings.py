@@ -6,6 +6,7 @@ try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,13 @@ class Settings:
     store: Path | None = None
     databases: tuple[str, ...] = ()
     lock_timeout: float | None = None
+    jobs: str | int | None = None  # parallel restore jobs: a number, or None / "auto" / 0 for automatic
+
+
+# Uncompressed dump size from which a parallel restore (``pg_restore --jobs``) pays on 2 cores, measured with
+# bench/run.py: below it, spooling the dump to a file costs about what the parallel restore saves.
+AUTO_JOBS_FROM = 64 << 20
+AUTO_JOBS_MAX = 4
 
 
 def read_pyproject(root: Path) -> dict:
@@ -60,3 +68,29 @@ def resolve_lock_timeout(flag: float | None, env: dict[str, str], root: Path | N
         return float(raw)
     except ValueError as e:
         raise UsageError(f"invalid lock timeout {raw!r}: expected seconds") from e
+
+
+def resolve_jobs(flag: str | int | None, env: dict[str, str], root: Path | None) -> int | None:
+    """Restore jobs: --jobs, then DBSNAP_JOBS (environment or .env), then ``[tool.dbsnap] jobs``; None = "auto"."""
+    raw = flag if flag is not None else env.get("DBSNAP_JOBS")
+    if raw is None and root is not None:
+        raw = read_pyproject(root).get("jobs")
+    if raw is None or str(raw).strip().lower() in ("", "auto", "0"):
+        return None
+    try:
+        jobs = int(str(raw).strip())
+    except ValueError:
+        jobs = -1
+    if jobs < 1:
+        raise UsageError(f"invalid jobs {raw!r}: expected a number of parallel jobs (1 or more) or 'auto'")
+    return jobs
+
+
+def restore_jobs(configured: int | None, raw_bytes: int) -> int:
+    """How many ``pg_restore`` jobs for a dump of ``raw_bytes``: the configured number, else (auto) one per CPU
+    (at most AUTO_JOBS_MAX) from AUTO_JOBS_FROM on, and a plain stream below it."""
+    if configured is not None:
+        return configured
+    if raw_bytes < AUTO_JOBS_FROM:
+        return 1
+    return max(1, min(os.cpu_count() or 1, AUTO_JOBS_MAX))

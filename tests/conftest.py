@@ -6,6 +6,7 @@ be reached they FAIL; set ``DBSNAP_TEST_SKIP_PG=1`` on a laptop without a server
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -232,3 +233,20 @@ def pg_shop(tmp_path: Path, pg_db: str) -> Project:
 def shop(request) -> Project:
     """The example project on each engine in turn."""
     return request.getfixturevalue("sqlite_shop" if request.param == "sqlite" else "pg_shop")
+
+
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str):
+    """A real, small file system at ``mnt`` (a tmpfs of ``size``) for full-disk tests; skips where mounting is not
+    allowed (it needs root, which CI has)."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "dbsnap-test", str(mnt)], capture_output=True
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {res.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

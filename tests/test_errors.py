@@ -25,7 +25,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import PG, Project, child_env, copy_example, drop_databases, pg_project, server_major, set_env_file, tree
+from conftest import (
+    PG,
+    Project,
+    child_env,
+    copy_example,
+    drop_databases,
+    pg_project,
+    server_major,
+    set_env_file,
+    tmpfs,
+    tree,
+)
 
 from dbsnap.locking import store_lock
 from dbsnap.store import Store
@@ -363,19 +374,9 @@ def test_damaged_snapshot_is_6_and_nothing_is_touched(shop: Project, tmp_path: P
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A 32 KB tmpfs: room for the store's skeleton, not for a payload. Skips where mounting is not allowed."""
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32k,mode=0700", "dbsnap-test", str(mnt)], capture_output=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {res.stderr.decode().strip()}")
-    try:
+    """A 32 KB tmpfs: room for the store's skeleton, not for a payload."""
+    with tmpfs(tmp_path / "small-disk", "32k") as mnt:
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_full_disk_during_save_is_1_and_saves_nothing(shop: Project, small_disk: Path) -> None:

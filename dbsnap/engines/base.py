@@ -42,6 +42,8 @@ class Engine(ABC):
 
     kind: ClassVar[str]
     payload_suffix: ClassVar[str]
+    # Whether prepare_restore honours state["jobs"] (with "spool_dir" and "raw_bytes") for a parallel restore.
+    parallel_restore: ClassVar[bool] = False
 
     def __init__(self, db: Database, env: dict[str, str]) -> None:
         self.db = db

@@ -10,7 +10,10 @@ is recorded first so that recovery can ask the server (``txid_status``) whether 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import secrets
+import shutil
 import subprocess
 import threading
 import time
@@ -22,9 +25,11 @@ from psycopg import sql
 from .. import faults
 from ..archive import decompressed_chunks, read_chunks
 from ..errors import ExternalError, IntegrityError, RollbackError
-from .base import Progress, first_line, read_tail, stderr_file
+from .base import Progress, first_line, read_tail, run, stderr_file
 from .pg_sql import DROP_ALL_SQL, LOCK_TIMEOUT
 
+# Free space kept beyond the spooled dump, so a parallel restore never fills the store's file system to the brim.
+SPOOL_HEADROOM = 256 << 20
 # GUCs whose values are lists: each element must be quoted separately when copied (as pg_dump does).
 _LIST_GUCS = {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
 
@@ -106,7 +111,7 @@ class RestoreMixin:
         try:
             faults.point("pg.after-create-scratch")
             if not state.get("clone"):
-                self._pg_restore(pg_restore, Path(state["payload"]), state["scratch"], progress)
+                self._pg_restore(pg_restore, state, state["scratch"], progress)
         except BaseException:
             self.discard(state)
             raise
@@ -207,9 +212,54 @@ class RestoreMixin:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
             raise
 
-    def _pg_restore(self, pg_restore: list[str], payload: Path, dbname: str, progress: Progress | None) -> None:
-        argv = [*pg_restore, "--no-password", "--exit-on-error", "--single-transaction", "-d", dbname]
-        self._feed(argv, payload, progress, env=self.tool_env(dbname), what=f"pg_restore into {dbname!r}")
+    def _pg_restore(self, pg_restore: list[str], state: dict, dbname: str, progress: Progress | None) -> None:
+        """Restore the payload into the (scratch) database ``dbname``: streamed through one pg_restore, or, with
+        ``state["jobs"]`` > 1, from a spooled copy by ``pg_restore --jobs`` (tables, indexes and constraints in
+        parallel). A failure leaves only the scratch database, which the caller drops."""
+        payload = Path(state["payload"])
+        argv = [*pg_restore, "--no-password", "--exit-on-error", "-d", dbname]
+        env, what = self.tool_env(dbname), f"pg_restore into {dbname!r}"
+        jobs = int(state.get("jobs") or 1)
+        spool = self._spool(payload, state, progress) if jobs > 1 else None
+        if spool is None:
+            self._feed([*argv, "--single-transaction"], payload, progress, env=env, what=what)
+            return
+        try:
+            faults.point("pg.after-spool")
+            run([*argv, f"--jobs={jobs}", str(spool)], env, what)
+        finally:
+            spool.unlink(missing_ok=True)
+
+    def _spool(self, payload: Path, state: dict, progress: Progress | None) -> Path | None:
+        """Decompress the payload into a private file under ``state["spool_dir"]`` (the store's ``.tmp``, cleaned
+        by the next locked run if this one is killed): ``pg_restore --jobs`` must seek, so it cannot read a pipe.
+        None, with ``state["jobs"]`` set back to 1 and a warning, when there is no room: the restore is streamed."""
+        folder = Path(state["spool_dir"])
+        need = int(state.get("raw_bytes") or 0)
+        free = shutil.disk_usage(folder).free
+        if need and free < need + SPOOL_HEADROOM:
+            state["jobs"] = 1
+            state["warning"] = (
+                f"{folder} has {free >> 20} MiB free, a parallel restore needs {need >> 20} MiB there: streaming"
+            )
+            return None
+        spool = folder / f"restore-{self.db.alias}-{secrets.token_hex(4)}.dump"
+        try:
+            fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "wb") as out:
+                for chunk in decompressed_chunks(payload, progress):
+                    out.write(chunk)
+        except OSError as e:
+            spool.unlink(missing_ok=True)
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            state["jobs"] = 1
+            state["warning"] = f"{folder} filled up while preparing a parallel restore: streaming instead"
+            return None
+        except BaseException:
+            spool.unlink(missing_ok=True)
+            raise
+        return spool
 
     def _feed(self, argv: list[str], payload: Path, progress: Progress | None, env: dict, what: str, head: str = ""):
         """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError if it fails."""

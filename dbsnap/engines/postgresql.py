@@ -50,6 +50,7 @@ def _client_major(text: str) -> tuple[int, str]:
 class PostgreSQLEngine(CloneMixin, RestoreMixin, Engine):
     kind = "postgresql"
     payload_suffix = ".dump.zst"
+    parallel_restore = True
 
     # -- connections and tools --------------------------------------------------------------------------
 
