@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .engines import engine_for
+from .engines import engine_for, preload
 from .engines.base import Engine
 from .errors import ConfigError
 from .project import Database, Project, discover, find_root, load_env
@@ -42,6 +42,7 @@ class Context:
         if self._project is None:
             if self.root is None:
                 find_root(None)  # raises the "no Django project found" error
+            preload()
             self._project = discover(self.root)
             if self._project.fallback:
                 self.reporter.warn(
