@@ -58,6 +58,7 @@ TARGET_SAVE_TIME = 1.10
 TARGET_SAVE_SIZE = 1.02
 TARGET_ROLLBACK_TIME = 1.25
 TARGET_PEAK_MB = 150.0
+JOBS = 2  # parallel jobs of the --jobs contenders: one per core of the machines this was written on
 
 SEED_CHUNK_MAX = 1000  # largest `seed --scale` per call: bounds the seeding process's memory (~60 MB of rows)
 SEED_BYTES_PER_SCALE = 60_000  # first guess on PostgreSQL 15; refined after every seed call
@@ -686,7 +687,17 @@ def pg_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
 
         return after
 
-    zst, fc = out / "raw.dump.zst", out / "raw.dump"
+    zst, fc, fd = out / "raw.dump.zst", out / "raw.dump", out / "raw.dir"
+    spool = out / "spool.dump"
+
+    def dir_size(path: Path) -> Callable[[int], int]:
+        def after(i: int) -> int:
+            size = folder_bytes(path)
+            shutil.rmtree(path)
+            return size
+
+        return after
+
     save = [
         Contender(
             "pg-save-dbsnap",
@@ -714,6 +725,19 @@ def pg_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
             pg.env,
             work,
             after=file_size(fc),
+        ),
+        # Would a parallel, directory-format dump beat the one stream? pg_dump 15 compresses a directory only with
+        # gzip, so each file is zstd-compressed afterwards, as dbsnap would have to.
+        Contender(
+            "pg-save-dir",
+            f"pg_dump -Fd -j {JOBS} -Z0 + zstd per file",
+            "raw",
+            lambda i: bash(
+                f"{q(pg.pg_dump)} -Fd -j {JOBS} -Z0 -f {q(fd)} {q(db)} && zstd -3 -T0 -q --rm {q(fd)}/*.dat"
+            ),
+            pg.env,
+            work,
+            after=dir_size(fd),
         ),
     ]
 
@@ -743,9 +767,29 @@ def pg_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
     rollback = [
         Contender(
             "pg-rollback-dbsnap",
-            "dbsnap rollback (dump)",
+            "dbsnap rollback (dump, --jobs auto)",
             "dbsnap",
             lambda i: dbsnap_argv(ctx, b, store, "rollback", "base", "--yes", "--no-safety-snapshot"),
+            env,
+            b.project,
+            after=lambda i: check(db),
+        ),
+        Contender(
+            "pg-rollback-dbsnap-j1",
+            "dbsnap rollback --jobs 1 (one stream)",
+            "dbsnap",
+            lambda i: dbsnap_argv(ctx, b, store, "rollback", "base", "--yes", "--no-safety-snapshot", "--jobs", "1"),
+            env,
+            b.project,
+            after=lambda i: check(db),
+        ),
+        Contender(
+            "pg-rollback-dbsnap-jn",
+            f"dbsnap rollback --jobs {JOBS}",
+            "dbsnap",
+            lambda i: dbsnap_argv(
+                ctx, b, store, "rollback", "base", "--yes", "--no-safety-snapshot", "--jobs", str(JOBS)
+            ),
             env,
             b.project,
             after=lambda i: check(db),
@@ -755,6 +799,19 @@ def pg_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
             "zstd -dc | pg_restore -d fresh_db",
             "raw",
             lambda i: bash(f"zstd -dc -q {q(base_zst)} | {q(pg.pg_restore)} -d {q(fresh)}"),
+            pg.env,
+            work,
+            before=lambda i: pg.create(fresh),
+            after=fresh_after,
+        ),
+        Contender(
+            "pg-rollback-raw-jn",
+            f"zstd -dc > file && pg_restore -j {JOBS} -d fresh_db file",
+            "raw",
+            lambda i: bash(
+                f"zstd -dc -q {q(base_zst)} > {q(spool)} && {q(pg.pg_restore)} -j {JOBS} -d {q(fresh)} {q(spool)}"
+                f" && rm -f {q(spool)}"
+            ),
             pg.env,
             work,
             before=lambda i: pg.create(fresh),
@@ -949,7 +1006,9 @@ def pairs_for(rows: dict[str, dict]) -> list[dict]:
     spec = [
         ("pg-save-dbsnap", "pg-save-zstd", TARGET_SAVE_TIME, TARGET_SAVE_SIZE),
         ("pg-save-dbsnap", "pg-save-fc", None, None),
+        ("pg-save-dbsnap", "pg-save-dir", None, TARGET_SAVE_SIZE),
         ("pg-rollback-dbsnap", "pg-rollback-raw", TARGET_ROLLBACK_TIME, None),
+        ("pg-rollback-dbsnap", "pg-rollback-raw-jn", None, None),
         ("pg-clone-dbsnap", "pg-clone-template", 1.20, None),
         ("sqlite-save-dbsnap", "sqlite-save-raw", None, None),
         ("sqlite-rollback-dbsnap", "sqlite-rollback-raw", None, None),
@@ -1117,8 +1176,22 @@ def render(meta: dict, sizes: list[dict]) -> str:
         p = pairs.get(("pg-clone-dbsnap", "pg-clone-template"))
         if p:
             checks.append(f"clone rollback {ratio_text(p['time_ratio'], 1.20)}")
+        j1, jn = rows.get("pg-rollback-dbsnap-j1"), rows.get("pg-rollback-dbsnap-jn")
+        if j1 and jn and j1["status"] == jn["status"] == "ok" and jn["median_seconds"]:
+            gain = j1["median_seconds"] / jn["median_seconds"]
+            checks.append(speedup(f"rollback --jobs {JOBS} vs one stream", gain))
+        d, z = rows.get("pg-save-dir"), rows.get("pg-save-zstd")
+        if d and z and d["status"] == z["status"] == "ok" and d["median_seconds"]:
+            gain = z["median_seconds"] / d["median_seconds"]
+            checks.append(speedup("parallel directory dump vs one stream", gain))
         lines.append(f"- {s['label']}: " + "; ".join(checks))
     return "\n".join(lines) + "\n"
+
+
+def speedup(what: str, gain: float) -> str:
+    """One line of the targets list: how many times as fast the parallel way is (2 % counts as noise)."""
+    verdict = "pays" if gain > 1.02 else "does not pay"
+    return f"{what}: {gain:.2f}x as fast ({verdict})"
 
 
 def cleanup(ctx: Ctx, keep: bool, label: str | None = None) -> None:
