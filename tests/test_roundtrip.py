@@ -167,6 +167,25 @@ def test_discovery_follows_app_labels_and_migration_modules(sqlite_shop: Project
     ]
 
 
+def test_discovery_of_apps_inside_a_project_package(sqlite_shop: Project) -> None:
+    """The cookiecutter-django layout: apps as modules of one project package (``shopapps.orders``)."""
+    root = sqlite_shop.root
+    (root / "shopapps").mkdir()
+    (root / "shopapps" / "__init__.py").write_text("")
+    (root / "orders").rename(root / "shopapps" / "orders")
+    apps_py = root / "shopapps" / "orders" / "apps.py"
+    apps_py.write_text(apps_py.read_text().replace('name = "orders"', 'name = "shopapps.orders"'))
+    settings = root / "shopsite" / "settings.py"
+    settings.write_text(settings.read_text().replace('"orders",', '"shopapps.orders",'))
+    info = json.loads(sqlite_shop.ok("info", "--json").stdout)
+    assert info["discovery"] == "settings"
+    assert [(a["app"], a["migrations"]) for a in info["apps"]] == [
+        ("accounts", "accounts/migrations"),
+        ("catalog", "catalog/migrations"),
+        ("orders", "shopapps/orders/migrations"),
+    ]
+
+
 def test_discovery_falls_back_to_django_setup(sqlite_shop: Project) -> None:
     """An app that only imports while Django loads apps makes the fast path fail: django.setup() finds it all."""
     init = sqlite_shop.root / "orders" / "__init__.py"
