@@ -1043,18 +1043,20 @@ def bench_size(ctx: Ctx, target: int) -> dict:
     log(f"=== {label}: building")
     result: dict = {"label": label, "target_bytes": target, "built": {}, "rows": []}
     groups: list[Group] = []
+    built: list[Built] = []
     pg_built = None
     if "pg" in ctx.args.engines:
         pg_built = build_pg(ctx, label, target)
         result["built"]["postgresql"] = pg_built.as_dict()
         groups += pg_groups(ctx, label, pg_built)
+        built.append(pg_built)
     if "sqlite" in ctx.args.engines:
         sq = build_sqlite(ctx, label, pg_built, target)
         result["built"]["sqlite"] = sq.as_dict()
         groups += sqlite_groups(ctx, label, sq)
-    for b in (pg_built, sq if "sqlite" in ctx.args.engines else None):
-        if b is not None:
-            compile_bytecode(ctx.python, b.project)
+        built.append(sq)
+    for b in built:
+        compile_bytecode(ctx.python, b.project)
     for g in groups:
         if g.prepare:
             g.prepare()

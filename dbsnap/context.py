@@ -56,9 +56,8 @@ class Context:
         return self.project.select(self.settings.databases)
 
     def engine(self, db: Database) -> Engine:
-        """One engine per alias for the whole command, so its facts (server version, tools, restore mode) are
-        looked up once: plan, safety snapshot and restore each asked again before, a few connections and
-        ``--version`` runs apiece."""
+        """One engine per alias for the whole command, so that its facts (server version, tools, restore mode)
+        are looked up once, not again by the plan, the safety snapshot and the restore."""
         if db.alias not in self._engines:
             self._engines[db.alias] = engine_for(db, self.project.env)
         return self._engines[db.alias]

@@ -24,7 +24,7 @@ def engine_for(db: Database, env: dict[str, str]) -> Engine:
     raise ConfigError(f"database {db.alias!r}: the {db.kind} engine is not supported yet (PostgreSQL and SQLite are)")
 
 
-def preload() -> threading.Thread:
+def preload() -> None:
     """Import the PostgreSQL engine (psycopg, about 0.1 s) in a thread: started while the project's discovery
     child runs, during which this process would only wait. Best effort: an import error shows up on real use."""
 
@@ -32,6 +32,4 @@ def preload() -> threading.Thread:
         with contextlib.suppress(Exception):
             importlib.import_module(".postgresql", __name__)
 
-    thread = threading.Thread(target=load, name="dbsnap-preload")
-    thread.start()
-    return thread
+    threading.Thread(target=load, name="dbsnap-preload").start()
