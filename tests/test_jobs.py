@@ -28,8 +28,8 @@ def test_jobs_from_the_environment_and_one_means_a_stream(pg_shop: Project) -> N
     pg_shop.ok("save", "base")
     res = pg_shop.ok("rollback", "base", "--yes", "--no-safety-snapshot", env={"DBSNAP_JOBS": "3"})
     assert "3 jobs" in res.stderr
-    res = pg_shop.ok("rollback", "base", "--yes", "--no-safety-snapshot", "--jobs", "1")
-    assert "jobs" not in res.stderr  # the flag wins over nothing, and 1 streams
+    res = pg_shop.ok("rollback", "base", "--yes", "--no-safety-snapshot", "--jobs", "1", env={"DBSNAP_JOBS": "3"})
+    assert "jobs" not in res.stderr  # the flag wins over the environment, and one job is a stream
     # The example's dump is far below the automatic threshold: streamed.
     assert "jobs" not in pg_shop.ok("rollback", "base", "--yes", "--no-safety-snapshot").stderr
 
