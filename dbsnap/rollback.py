@@ -284,6 +284,7 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
     for f in journal["folders"]:
         remove_tree(Path(f["staged"]))
     ctx.store.write_journal(journal)
+    warnings: list[str] = []  # what fell back (a clone, a parallel restore): said on stderr and in --json
     try:
         ctx.reporter.step(f"unpacking {len(journal['folders'])} migration folders")
         unpack_folders(snap.path / MIGRATIONS_PAYLOAD, {f["path"]: Path(f["staged"]) for f in journal["folders"]})
@@ -313,6 +314,7 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
             counter.close()
             if state.get("warning"):
                 ctx.reporter.warn(state["warning"])
+                warnings.append(state["warning"])
             faults.point("rollback.after-restore")
         journal["phase"] = "swapping-db"
         ctx.store.write_journal(journal)
@@ -352,6 +354,7 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
         databases=[e.db.alias for e in engines],
         folders=[f["path"] for f in journal["folders"]],
         seconds=time.monotonic() - started,
+        warnings=warnings,
     )
 
 

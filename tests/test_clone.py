@@ -55,8 +55,9 @@ def test_missing_clone_falls_back_to_the_dump(pg_shop: Project) -> None:
     with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
         c.execute(f'DROP DATABASE "{clone_of(pg_shop, "fast")}"')
     light_break(pg_shop)
-    res = pg_shop.ok("rollback", "fast", "--yes")
+    res = pg_shop.ok("rollback", "fast", "--yes", "--json")
     assert "is missing or was replaced: restoring from the dump" in res.stderr
+    assert [w for w in json.loads(res.stdout)["warnings"] if "restoring from the dump" in w]  # for scripts too
     assert pg_shop.fingerprint() == before_fp
 
 

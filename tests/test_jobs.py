@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -74,8 +75,11 @@ def test_no_room_to_spool_streams_instead(pg_shop: Project, small_store_disk: Pa
     pg_shop.ok("--store", str(store), "save", "base")
     pg_shop.sql("DELETE FROM orders_orderitem")
     assert pg_shop.fingerprint() != before
-    res = pg_shop.ok("--store", str(store), "rollback", "base", "--yes", "--jobs", "2", "--no-safety-snapshot")
+    res = pg_shop.ok(
+        "--store", str(store), "rollback", "base", "--yes", "--jobs", "2", "--no-safety-snapshot", "--json"
+    )
     assert "a parallel restore needs" in res.stderr and "streaming" in res.stderr
+    assert any("a parallel restore needs" in w for w in json.loads(res.stdout)["warnings"])
     assert pg_shop.fingerprint() == before
     assert list((store / ".tmp").iterdir()) == []
 
