@@ -18,7 +18,7 @@ from typing import BinaryIO
 import zstandard
 
 from .errors import IntegrityError
-from .fsutil import FILE_MODE
+from .fsutil import create_private
 
 CHUNK = 1 << 20
 LEVEL = 3
@@ -63,9 +63,8 @@ def compress_chunks(chunks: Iterable[bytes], dest: Path, progress: Callable[[int
 
     ``progress`` is called with the number of uncompressed bytes taken, for progress reporting.
     """
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     raw = 0
-    with os.fdopen(fd, "wb", buffering=CHUNK) as f:
+    with create_private(dest, buffering=CHUNK) as f:
         hf = _HashingFile(f)
         with _compressor().stream_writer(hf, closefd=False) as w:
             for chunk in chunks:
@@ -120,6 +119,17 @@ def decompressed_chunks(path: Path, on_compressed: Callable[[int], None] | None 
         raise IntegrityError(f"{path.name}: truncated zstd stream (the last frame is incomplete)")
 
 
+def decompress_to(path: Path, dest: Path, progress: Callable[[int], None] | None = None, durable: bool = False) -> None:
+    """Decompress the zstd file ``path`` into the new private file ``dest`` (FileExistsError if it exists),
+    fsynced with ``durable``. IntegrityError if the stream is corrupt; the caller removes a partial ``dest``."""
+    with create_private(dest, buffering=CHUNK) as f:
+        for chunk in decompressed_chunks(path, progress):
+            f.write(chunk)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def check_stream(path: Path) -> int:
     """Read a zstd file to its end without writing anything; return the decompressed size."""
     return sum(len(c) for c in decompressed_chunks(path))
@@ -166,8 +176,7 @@ def pack_folders(root: Path, folders: list[str], dest: Path) -> tuple[PayloadInf
     Returns the payload info and one ``{path, bytes, sha256}`` entry per file, paths relative to ``root``.
     """
     files: list[dict] = []
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    with os.fdopen(fd, "wb") as f:
+    with create_private(dest) as f:
         hf = _HashingFile(f)
         with _compressor().stream_writer(hf, closefd=False) as zw, tarfile.open(fileobj=zw, mode="w|") as tar:
             for rel in folders:

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -35,6 +36,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def create_private(path: Path, mode: int = FILE_MODE, buffering: int = -1) -> BinaryIO:
+    """Open a new file for writing, created with ``mode`` (0600 by default); FileExistsError if ``path`` exists,
+    so nothing is ever written through someone else's file or symlink."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb", buffering=buffering)
+
+
 def atomic_write(path: Path, data: bytes | str, mode: int = FILE_MODE) -> None:
     """Write ``data`` to ``path`` so that readers see the old content or the new one, never a mix.
 
@@ -43,9 +50,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = FILE_MODE) -> None:
     if isinstance(data, str):
         data = data.encode()
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with create_private(tmp, mode) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import secrets
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from .. import faults
-from ..archive import decompressed_chunks, read_chunks
+from ..archive import decompress_to, decompressed_chunks, read_chunks
 from ..errors import ExternalError, IntegrityError, RollbackError
 from .base import Progress, first_line, read_tail, run, stderr_file
 from .pg_sql import DROP_ALL_SQL, LOCK_TIMEOUT
@@ -245,10 +244,7 @@ class RestoreMixin:
             return None
         spool = folder / f"restore-{self.db.alias}-{secrets.token_hex(4)}.dump"
         try:
-            fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with open(fd, "wb") as out:
-                for chunk in decompressed_chunks(payload, progress):
-                    out.write(chunk)
+            decompress_to(payload, spool, progress)
         except OSError as e:
             spool.unlink(missing_ok=True)
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):

@@ -9,7 +9,7 @@ import secrets
 import sqlite3
 from pathlib import Path
 
-from ..archive import compress_chunks, decompressed_chunks, read_chunks
+from ..archive import compress_chunks, decompress_to, read_chunks
 from ..errors import ExternalError, IntegrityError, RollbackError
 from ..fsutil import fsync_dir, remove_tree
 from .base import DumpResult, Engine, Progress
@@ -83,9 +83,7 @@ class SQLiteEngine(Engine):
 
         with tempfile.TemporaryDirectory(prefix="dbsnap-verify-") as tmp:
             path = Path(tmp) / "restored.sqlite3"
-            with open(path, "wb") as f:
-                for chunk in decompressed_chunks(payload):
-                    f.write(chunk)
+            decompress_to(payload, path)
             conn = sqlite3.connect(path)
             try:
                 check = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -132,11 +130,7 @@ class SQLiteEngine(Engine):
     def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
         new, payload = Path(state["new"]), Path(state["payload"])
         try:
-            with open(new, "xb") as f:
-                for chunk in decompressed_chunks(payload, progress):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
+            decompress_to(payload, new, progress, durable=True)
             os.chmod(new, self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644)
             # The bytes are the snapshot's exactly (SHA-256 checked before, zstd frame checksum while
             # decompressing); a full quick_check would read the whole file again for nothing (verify --deep does
