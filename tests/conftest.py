@@ -68,6 +68,13 @@ class Project:
             **kw,
         )
 
+    def start(self, *args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+        """dbsnap started in the background (stdout and stderr piped, as text), for concurrency and signal tests."""
+        options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kw}
+        return subprocess.Popen(
+            [sys.executable, "-m", "dbsnap", *args], cwd=self.root, env={**self.env, **(env or {})}, **options
+        )
+
     def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
         proc = self.dbsnap(*args, **kw)
         assert proc.returncode == 0, f"dbsnap {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -210,14 +217,24 @@ def drop_databases(prefix: str) -> None:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def fresh_pg_database(owner: str | None = None):
+    """A new, empty PostgreSQL database (owned by ``owner``); dropped on exit with any dbsnap scratch copies and
+    clones, whose names start with its own."""
+    name = f"dbsnap_t_{secrets.token_hex(4)}"
+    with _pg_admin() as c:
+        c.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
+    try:
+        yield name
+    finally:
+        drop_databases(name)
+
+
 @pytest.fixture
 def pg_db(pg_server) -> str:
     """A fresh, empty PostgreSQL database; dropped (with any dbsnap scratch copies) afterwards."""
-    name = f"dbsnap_t_{secrets.token_hex(4)}"
-    with _pg_admin() as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    drop_databases(name)
+    with fresh_pg_database() as name:
+        yield name
 
 
 @pytest.fixture

@@ -14,9 +14,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
-from conftest import PG, Project, child_env, copy_example, drop_databases, pg_project, server_major, set_env_file, tree
+from conftest import (
+    Project,
+    child_env,
+    copy_example,
+    fresh_pg_database,
+    pg_project,
+    server_major,
+    set_env_file,
+    tree,
+)
 
 from dbsnap.locking import store_lock
 
@@ -76,15 +84,10 @@ def sq(tmp_path_factory) -> Project:
 
 @pytest.fixture(scope="module")
 def pg(tmp_path_factory, pg_server) -> Project:
-    name = f"dbsnap_t_{os.urandom(4).hex()}"
-    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_pg_database() as name:
         p = pg_project(tmp_path_factory.mktemp("pg") / "shop", name)
         p.manage("migrate", "-v0")
         yield p
-    finally:
-        drop_databases(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

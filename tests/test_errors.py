@@ -14,7 +14,6 @@ import json
 import os
 import pty
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -30,7 +29,7 @@ from conftest import (
     Project,
     child_env,
     copy_example,
-    drop_databases,
+    fresh_pg_database,
     pg_project,
     server_major,
     set_env_file,
@@ -145,14 +144,8 @@ def sqlite_saved(tmp_path_factory) -> Project:
 
 @pytest.fixture(scope="module")
 def pg_saved(tmp_path_factory, pg_server) -> Project:
-    name = f"dbsnap_t_{secrets.token_hex(4)}"
-    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    try:
-        p = pg_project(tmp_path_factory.mktemp("pg") / "shop", name)
-        yield _saved_and_moved_on(p)
-    finally:
-        drop_databases(name)
+    with fresh_pg_database() as name:
+        yield _saved_and_moved_on(pg_project(tmp_path_factory.mktemp("pg") / "shop", name))
 
 
 # -- 1. unknown snapshot ---------------------------------------------------------------------------------------
@@ -400,16 +393,7 @@ def interrupt(
 ) -> tuple[subprocess.CompletedProcess, bool]:
     """Run dbsnap, send SIGINT ``delay`` s after it reports the step ``trigger`` on stderr; to the process only,
     or (``group``) to its whole process group as a terminal's Ctrl-C does. Return (the result, whether sent)."""
-    proc = subprocess.Popen(
-        [*DBSNAP, *args],
-        cwd=p.root,
-        env=p.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=group,
-    )
+    proc = p.start(*args, stdin=subprocess.DEVNULL, start_new_session=group)
     assert proc.stderr is not None
     seen, sent = [], False
     try:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import PG, Project, drop_databases, pg_project
+from conftest import PG, Project, fresh_pg_database, pg_project
 
 from dbsnap.store import Store
 
@@ -121,17 +119,7 @@ def test_kill9_during_save_leaves_no_snapshot(shop: Project, point: str) -> None
 
 
 def test_two_saves_at_once_both_complete(shop: Project) -> None:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "dbsnap", "--lock-timeout", "120", "save", name],
-            cwd=shop.root,
-            env=shop.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("left", "right")
-    ]
+    procs = [shop.start("--lock-timeout", "120", "save", name) for name in ("left", "right")]
     for p in procs:
         _, err = p.communicate(timeout=180)
         assert p.returncode == 0, err
@@ -142,17 +130,7 @@ def test_two_saves_at_once_both_complete(shop: Project) -> None:
 
 
 def test_two_saves_same_name_one_wins(sqlite_shop: Project) -> None:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "dbsnap", "--lock-timeout", "60", "save", "same"],
-            cwd=sqlite_shop.root,
-            env=sqlite_shop.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [sqlite_shop.start("--lock-timeout", "60", "save", "same") for _ in range(2)]
     codes = sorted(p.wait(timeout=120) for p in procs)
     assert codes == [0, 2]
     Store(sqlite_shop.store).verify_checksums(Store(sqlite_shop.store).get("same"))
@@ -179,18 +157,19 @@ def test_open_session_does_not_make_rollback_hang(pg_shop: Project) -> None:
 @pytest.fixture
 def nocreatedb_shop(tmp_path: Path, pg_server) -> Project:
     role = f"dbsnap_r_{secrets.token_hex(3)}"
-    name = f"dbsnap_t_{secrets.token_hex(4)}"
     with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
         c.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
-        c.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
-        c.execute(f"ALTER DATABASE \"{name}\" SET search_path TO 'public'")
-    p = pg_project(tmp_path / "shop", name, role)
-    p.manage("migrate", "-v0")
-    p.manage("seed", "--scale", "1")
-    yield p
-    drop_databases(name)
-    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
-        c.execute(f'DROP ROLE IF EXISTS "{role}"')
+    try:
+        with fresh_pg_database(owner=role) as name:
+            with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
+                c.execute(f"ALTER DATABASE \"{name}\" SET search_path TO 'public'")
+            p = pg_project(tmp_path / "shop", name, role)
+            p.manage("migrate", "-v0")
+            p.manage("seed", "--scale", "1")
+            yield p
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **PG) as c:
+            c.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 def test_no_createdb_role_restores_in_one_transaction(nocreatedb_shop: Project) -> None:
@@ -233,14 +212,7 @@ def test_no_createdb_kill9(nocreatedb_shop: Project, point: str, expect: str) ->
 def test_sigint_is_exit_130_and_changes_nothing(pg_shop: Project) -> None:
     pg_shop.manage("seed", "--scale", "30")
     _, _, b_fp, b_files = states(pg_shop)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dbsnap", "rollback", "target", "--yes", "--no-safety-snapshot"],
-        cwd=pg_shop.root,
-        env=pg_shop.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = pg_shop.start("rollback", "target", "--yes", "--no-safety-snapshot")
     journal = pg_shop.store / ".journal.json"
     deadline = time.monotonic() + 60
     while not journal.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 from conftest import Project
@@ -92,13 +90,7 @@ def test_save_prune_without_policy_fails_before_saving(sqlite_shop: Project) -> 
 
 def test_prune_waits_for_a_save_in_progress_and_never_sees_it_half_written(sqlite_shop: Project) -> None:
     saves(sqlite_shop, "a", "b")
-    slow = subprocess.Popen(
-        [sys.executable, "-m", "dbsnap", "save", "c"],
-        cwd=sqlite_shop.root,
-        env={**sqlite_shop.env, "DBSNAP_FAULT": "save.before-commit:sleep", "DBSNAP_FAULT_SECONDS": "3"},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    slow = sqlite_shop.start("save", "c", env={"DBSNAP_FAULT": "save.before-commit:sleep", "DBSNAP_FAULT_SECONDS": "3"})
     tmp = sqlite_shop.store / ".tmp"
     deadline = time.monotonic() + 30
     while not any(tmp.glob("c.*")) and time.monotonic() < deadline:

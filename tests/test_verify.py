@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -120,13 +118,8 @@ def test_deep_catches_row_counts_and_archive(shop: Project) -> None:
 
 def test_deep_interrupted_leaves_no_scratch_database(pg_shop: Project) -> None:
     pg_shop.ok("save", "s")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dbsnap", "verify", "s", "--deep"],
-        cwd=pg_shop.root,
-        env={**pg_shop.env, "DBSNAP_FAULT": "verify.after-restore:sleep", "DBSNAP_FAULT_SECONDS": "30"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = pg_shop.start(
+        "verify", "s", "--deep", env={"DBSNAP_FAULT": "verify.after-restore:sleep", "DBSNAP_FAULT_SECONDS": "30"}
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
