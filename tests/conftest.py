@@ -176,6 +176,11 @@ def copy_example(dest: Path) -> Path:
     return dest
 
 
+def sqlite_project(dest: Path) -> Project:
+    """A copy of the example project on its default SQLite database (not migrated yet)."""
+    return Project(copy_example(dest), child_env())
+
+
 def pg_project(dest: Path, dbname: str, user: str = PG["user"]) -> Project:
     """A copy of the example project whose .env points dbsnap at PostgreSQL database ``dbname`` as ``user``."""
     root = copy_example(dest)
@@ -190,8 +195,7 @@ def pg_project(dest: Path, dbname: str, user: str = PG["user"]) -> Project:
 @pytest.fixture
 def sqlite_shop(tmp_path: Path) -> Project:
     """The example project on SQLite, migrated and seeded."""
-    root = copy_example(tmp_path / "shop")
-    p = Project(root, child_env())
+    p = sqlite_project(tmp_path / "shop")
     p.manage("migrate", "-v0")
     p.manage("seed", "--scale", "1")
     return p

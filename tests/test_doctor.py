@@ -18,11 +18,11 @@ import pytest
 from conftest import (
     Project,
     child_env,
-    copy_example,
     fresh_pg_database,
     pg_project,
     server_major,
     set_env_file,
+    sqlite_project,
     tree,
 )
 
@@ -77,7 +77,7 @@ def failed_with(proc: subprocess.CompletedProcess, *names: str) -> None:
 
 @pytest.fixture(scope="module")
 def sq(tmp_path_factory) -> Project:
-    p = Project(copy_example(tmp_path_factory.mktemp("sqlite") / "shop"), child_env())
+    p = sqlite_project(tmp_path_factory.mktemp("sqlite") / "shop")
     p.manage("migrate", "-v0")
     return p
 

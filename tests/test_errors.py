@@ -28,11 +28,11 @@ from conftest import (
     PG,
     Project,
     child_env,
-    copy_example,
     fresh_pg_database,
     pg_project,
     server_major,
     set_env_file,
+    sqlite_project,
     tmpfs,
     tree,
 )
@@ -139,7 +139,7 @@ def _saved_and_moved_on(p: Project) -> Project:
 
 @pytest.fixture(scope="module")
 def sqlite_saved(tmp_path_factory) -> Project:
-    return _saved_and_moved_on(Project(copy_example(tmp_path_factory.mktemp("sqlite") / "shop"), child_env()))
+    return _saved_and_moved_on(sqlite_project(tmp_path_factory.mktemp("sqlite") / "shop"))
 
 
 @pytest.fixture(scope="module")
