@@ -11,20 +11,20 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from . import locking
-from . import prune as pr
-from . import reset as rs
-from . import rollback as rb
-from . import verify as vf
 from .context import Context
 from .errors import IntegrityError, SnapshotNotFound, UsageError
-from .fsutil import remove_tree
+from .pipelines import prune as pr
+from .pipelines import reset as rs
+from .pipelines import rollback as rb
+from .pipelines import verify as vf
+from .pipelines.save import SaveResult, default_name, drop_clones, take_snapshot
 from .settings import read_pyproject
-from .snapshot import SaveResult, default_name, drop_clones, take_snapshot
-from .store import Snapshot, validate_name
+from .store import locking
+from .store.fsutil import remove_tree
+from .store.snapshots import Snapshot, validate_name
 
 if TYPE_CHECKING:
-    from . import compare
+    from .pipelines import compare
 
 
 @contextlib.contextmanager
@@ -263,7 +263,7 @@ def reset(
 
 def status(ctx: Context, against: str | None = None, *, use_django: bool = False) -> compare.Status:
     """The live project against the newest snapshot (or ``against``); read-only, works with no snapshot."""
-    from . import compare  # imported on use: it is not needed on the save/rollback path
+    from .pipelines import compare  # imported on use: it is not needed on the save/rollback path
 
     recover_if_needed(ctx)
     return compare.status(ctx, against, use_django=use_django)
@@ -271,7 +271,7 @@ def status(ctx: Context, against: str | None = None, *, use_django: bool = False
 
 def diff(ctx: Context, a: str, b: str, *, patch: bool = False) -> compare.Diff:
     """Two snapshots side by side, from their manifests (and archives with ``patch``); read-only."""
-    from . import compare
+    from .pipelines import compare
 
     recover_if_needed(ctx)
     return compare.diff(ctx.store, a, b, patch=patch)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
-from dbsnap.compare import (
+from dbsnap.pipelines.compare import (
     FileChanges,
     TableChange,
     disk_migrations,

@@ -26,7 +26,7 @@ from conftest import (
     tree,
 )
 
-from dbsnap.locking import store_lock
+from dbsnap.store.locking import store_lock
 
 DBSNAP = [sys.executable, "-m", "dbsnap"]
 LINE = re.compile(r"^(ok|warn|fail) +(\S.*?) {2,}(\S.*)$")

@@ -37,8 +37,8 @@ from conftest import (
     tree,
 )
 
-from dbsnap.locking import store_lock
-from dbsnap.store import Store
+from dbsnap.store.locking import store_lock
+from dbsnap.store.snapshots import Store
 
 SECRET = "S3cret-pw-must-never-be-printed"
 DBSNAP = [sys.executable, "-m", "dbsnap"]
@@ -569,7 +569,7 @@ def test_project_without_manage_py_is_4(tmp_path: Path) -> None:
 
 def test_options_after_the_command_name(sqlite_shop, tmp_path) -> None:
     """--store, --lock-timeout, --database and --project work after the command too (and win)."""
-    from dbsnap.locking import store_lock
+    from dbsnap.store.locking import store_lock
 
     elsewhere = tmp_path / "after-store"
     sqlite_shop.ok("save", "a", "--store", str(elsewhere), "--database", "default")

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from conftest import PG, Project, fresh_pg_database, pg_project
 
-from dbsnap.store import Store
+from dbsnap.store.snapshots import Store
 
 
 def leftovers(p: Project) -> list[str]:

@@ -7,7 +7,7 @@ import time
 
 from conftest import Project
 
-from dbsnap.store import Store
+from dbsnap.store.snapshots import Store
 
 
 def names(p: Project) -> list[str]:
@@ -120,7 +120,7 @@ def test_schedule_prints_cron_and_systemd(sqlite_shop: Project) -> None:
 
 
 def test_unlock_removes_a_dead_holders_lock_but_not_a_live_one(sqlite_shop: Project) -> None:
-    from dbsnap.locking import store_lock
+    from dbsnap.store.locking import store_lock
 
     sqlite_shop.store.mkdir(mode=0o700)
     (sqlite_shop.store / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 1, "command": "save"}))

@@ -12,7 +12,7 @@ import pytest
 from conftest import Project
 
 from dbsnap.context import Context
-from dbsnap.reset import ResetOptions, StepFailed, plan, verify
+from dbsnap.pipelines.reset import ResetOptions, StepFailed, plan, verify
 from dbsnap.settings import Settings
 
 

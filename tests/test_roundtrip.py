@@ -105,7 +105,7 @@ def test_list_show_pin_delete(sqlite_shop: Project) -> None:
 
 
 def test_pin_keeps_manifest_seal(sqlite_shop: Project) -> None:
-    from dbsnap.store import Store
+    from dbsnap.store.snapshots import Store
 
     sqlite_shop.ok("save", "x")
     sqlite_shop.ok("pin", "x")

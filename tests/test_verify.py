@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
-from dbsnap.store import dump_manifest
+from dbsnap.store.snapshots import dump_manifest
 
 
 def payload(p: Project, name: str) -> Path:

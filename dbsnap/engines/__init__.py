@@ -7,14 +7,14 @@ import importlib
 import threading
 
 from ..errors import ConfigError
-from ..project import Database
+from ..project.discovery import Database
 from .base import Engine
 
 
 def engine_for(db: Database, env: dict[str, str]) -> Engine:
     """The Engine instance for a database; ConfigError for kinds not supported yet."""
     if db.kind == "postgresql":
-        from .postgresql import PostgreSQLEngine
+        from .postgresql.engine import PostgreSQLEngine
 
         return PostgreSQLEngine(db, env)
     if db.kind == "sqlite":

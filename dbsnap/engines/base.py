@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..archive import PayloadInfo
 from ..errors import ExternalError
-from ..project import Database
+from ..project.discovery import Database
+from ..store.archive import PayloadInfo
 
 Progress = Callable[[int], None]
 

@@ -9,9 +9,9 @@ import secrets
 import sqlite3
 from pathlib import Path
 
-from ..archive import compress_chunks, decompress_to, read_chunks
 from ..errors import ExternalError, IntegrityError, RollbackError
-from ..fsutil import fsync_dir, remove_tree
+from ..store.archive import compress_chunks, decompress_to, read_chunks
+from ..store.fsutil import fsync_dir, remove_tree
 from .base import DumpResult, Engine, Progress
 
 SIDECARS = ("-wal", "-shm", "-journal")

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, faults
-from .archive import pack_folders
-from .context import Context
-from .errors import DbsnapError, UsageError
-from .fsutil import atomic_write, remove_tree
-from .store import FORMAT, FORMAT_VERSION, MANIFEST, Snapshot, dump_manifest, validate_name
+from .. import __version__, faults
+from ..context import Context
+from ..errors import DbsnapError, UsageError
+from ..store.archive import pack_folders
+from ..store.fsutil import atomic_write, remove_tree
+from ..store.snapshots import FORMAT, FORMAT_VERSION, MANIFEST, Snapshot, dump_manifest, validate_name
 
 MIGRATIONS_PAYLOAD = "migrations.tar.zst"
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from . import faults
-from .errors import IntegrityError, SnapshotNotFound, UsageError
+from .. import faults
+from ..errors import IntegrityError, SnapshotNotFound, UsageError
 from .fsutil import atomic_write, exchange, fsync_dir, private_dir, remove_tree, sha256_file
 
 FORMAT = "dbsnap-snapshot"

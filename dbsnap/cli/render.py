@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .report import human_bytes
-from .rollback import RollbackPlan, RollbackResult
-from .snapshot import SaveResult
-from .store import Snapshot
+from ..pipelines.rollback import RollbackPlan, RollbackResult
+from ..pipelines.save import SaveResult
+from ..report import human_bytes
+from ..store.snapshots import Snapshot
 
 
 def seconds(s: float) -> str:

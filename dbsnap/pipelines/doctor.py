@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
-from .context import Context
-from .engines import engine_for
-from .errors import DbsnapError
-from .locking import LOCK_NAME, describe_owner, is_held, read_owner
-from .project import Database, Project, discover, find_root
-from .report import human_bytes
+from .. import __version__
+from ..context import Context
+from ..engines import engine_for
+from ..errors import DbsnapError
+from ..project.discovery import Database, Project, discover, find_root
+from ..report import human_bytes
+from ..store.locking import LOCK_NAME, describe_owner, is_held, read_owner
 from .rollback import FORWARD_PHASES
 
 OK, WARN, FAIL = "ok", "warn", "fail"

@@ -24,13 +24,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .archive import open_archive
-from .context import Context
-from .errors import IntegrityError
-from .manage_steps import verify_state
+from ..context import Context
+from ..errors import IntegrityError
+from ..project.manage_steps import verify_state
+from ..store.archive import open_archive
+from ..store.snapshots import Snapshot, Store
 from .rollback import current_files
-from .snapshot import MIGRATIONS_PAYLOAD
-from .store import Snapshot, Store
+from .save import MIGRATIONS_PAYLOAD
 
 Row = tuple[str, str]  # (app label, migration name), as in django_migrations
 

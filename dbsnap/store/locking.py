@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import StoreLocked
+from ..errors import StoreLocked
 
 LOCK_NAME = ".lock"
 

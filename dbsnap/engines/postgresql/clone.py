@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..errors import ExternalError
-from .base import first_line
+from ...errors import ExternalError
+from ..base import first_line
 
 
 class CloneMixin:

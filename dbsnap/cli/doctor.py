@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .cli import Obj, cli, json_opt, out
-from .context import Context
-from .doctor import FAIL, OK, WARN, Check, diagnose, failed
-from .errors import ExternalError
-from .report import Reporter
-from .settings import Settings
+from ..context import Context
+from ..errors import ExternalError
+from ..pipelines.doctor import FAIL, OK, WARN, Check, diagnose, failed
+from ..report import Reporter
+from ..settings import Settings
+from .main import Obj, cli, json_opt, out
 
 
 def report_text(checks: list[Check]) -> str:

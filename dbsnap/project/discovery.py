@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlparse
 
 from dotenv import dotenv_values
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Django ENGINE strings -> dbsnap engine kind. Third-party wrappers are matched by suffix below.
 ENGINE_KINDS = {

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import faults
-from .archive import list_folder, unpack_folders
-from .context import Context
-from .engines.base import Engine
-from .errors import ConfigError, DbsnapError, Interrupted, RollbackError
-from .fsutil import fsync_dir, remove_tree
-from .project import Database
-from .settings import restore_jobs
-from .snapshot import MIGRATIONS_PAYLOAD, take_snapshot, unique_name
-from .store import Snapshot
+from .. import faults
+from ..context import Context
+from ..engines.base import Engine
+from ..errors import ConfigError, DbsnapError, Interrupted, RollbackError
+from ..project.discovery import Database
+from ..settings import restore_jobs
+from ..store.archive import list_folder, unpack_folders
+from ..store.fsutil import fsync_dir, remove_tree
+from ..store.snapshots import Snapshot
+from .save import MIGRATIONS_PAYLOAD, take_snapshot, unique_name
 
 UNDO_PHASES = ("restoring", "swapping-db", "undoing")
 FORWARD_PHASES = ("swapping-files", "finishing")

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from .errors import IntegrityError
+from ..errors import IntegrityError
 from .fsutil import create_private
 
 CHUNK = 1 << 20

@@ -21,11 +21,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .. import faults
-from ..archive import decompress_to, decompressed_chunks, read_chunks
-from ..errors import ExternalError, IntegrityError, RollbackError
-from .base import Progress, first_line, read_tail, run, stderr_file
-from .pg_sql import DROP_ALL_SQL, LOCK_TIMEOUT
+from ... import faults
+from ...errors import ExternalError, IntegrityError, RollbackError
+from ...store.archive import decompress_to, decompressed_chunks, read_chunks
+from ..base import Progress, first_line, read_tail, run, stderr_file
+from .statements import DROP_ALL_SQL, LOCK_TIMEOUT
 
 # Free space kept beyond the spooled dump, so a parallel restore never fills the store's file system to the brim.
 SPOOL_HEADROOM = 256 << 20

@@ -6,9 +6,10 @@ import sys
 
 import click
 
-from . import api, render
-from .cli import Obj, cli, confirm_or_refuse, json_opt, out
-from .errors import UsageError
+from .. import api
+from ..errors import UsageError
+from . import render
+from .main import Obj, cli, confirm_or_refuse, json_opt, out
 
 KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 WITHIN_RULES = ("within", "within-hourly", "within-daily", "within-weekly", "within-monthly", "within-yearly")
@@ -68,7 +69,7 @@ def schedule(obj: Obj, kind: str, at: str) -> None:
       dbsnap schedule --cron | crontab -     # replaces your crontab: append instead if you have one
       dbsnap schedule --systemd --at 02:30
     """
-    from .schedule import cron_line, systemd_units
+    from ..schedule import cron_line, systemd_units
 
     ctx = obj.ctx("schedule")
     root = ctx.project.root
@@ -103,7 +104,7 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
       dbsnap reset                 # asks you to type the database name
       dbsnap reset --yes --app catalog --load initial_data
     """
-    from .reset import ResetOptions
+    from ..pipelines.reset import ResetOptions
 
     opts = ResetOptions(
         apps=options["apps"],

@@ -13,18 +13,18 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
 
-from . import faults
+from .. import faults
+from ..context import Context
+from ..errors import ConfigError, DbsnapError, ResetError, UsageError
+from ..project.discovery import Database, MigrationFolder
+from ..project.manage_steps import debug_from_manage, manage, verify_state
+from ..project.migration_scan import LostOperation, lost_operations
+from ..report import Reporter
+from ..settings import read_pyproject
+from ..store.fsutil import remove_tree
+from ..store.snapshots import validate_name
 from . import rollback as rb
-from .context import Context
-from .errors import ConfigError, DbsnapError, ResetError, UsageError
-from .fsutil import remove_tree
-from .manage_steps import debug_from_manage, manage, verify_state
-from .migration_scan import LostOperation, lost_operations
-from .project import Database, MigrationFolder
-from .report import Reporter
-from .settings import read_pyproject
-from .snapshot import take_snapshot, unique_name
-from .store import validate_name
+from .save import take_snapshot, unique_name
 
 STEPS = (
     "preflight",

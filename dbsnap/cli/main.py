@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 
-from . import __version__, api, render
-from .context import Context
-from .errors import DbsnapError, IntegrityError, Interrupted, UsageError
-from .report import HumanReporter
-from .settings import Settings
+from .. import __version__, api
+from ..context import Context
+from ..errors import DbsnapError, IntegrityError, Interrupted, UsageError
+from ..report import HumanReporter
+from ..settings import Settings
+from . import render
 
 
 class Obj:
@@ -365,7 +366,9 @@ def confirm_or_refuse(yes: bool, question: str) -> bool:
 
 
 # More commands live in their own modules (reset/prune/schedule, doctor, status/diff); importing registers them.
-from . import cli_compare, cli_doctor, cli_maintenance  # noqa: E402, F401
+from . import compare as cli_compare  # noqa: E402, F401
+from . import doctor as cli_doctor  # noqa: E402, F401
+from . import maintenance as cli_maintenance  # noqa: E402, F401
 
 for _command in cli.commands.values():
     _command.params.extend(_common_params())

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import api
-from .cli import Obj, cli, json_opt, out
-from .report import human_bytes
+from .. import api
+from ..report import human_bytes
+from .main import Obj, cli, json_opt, out
 
 if TYPE_CHECKING:
-    from . import compare
+    from ..pipelines import compare
 
 
 def _mig(r: tuple[str, str]) -> str:

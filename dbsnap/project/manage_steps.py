@@ -7,8 +7,8 @@ import json
 import shlex
 import subprocess
 
-from .errors import ConfigError
-from .project import MARK, Project
+from ..errors import ConfigError
+from .discovery import MARK, Project
 
 _VERIFY = r"""
 import json

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from .archive import check_stream, open_archive, read_chunks
-from .context import Context
-from .engines import engine_for
-from .errors import DbsnapError, IntegrityError
-from .project import Database
-from .store import Snapshot, Store
+from ..context import Context
+from ..engines import engine_for
+from ..errors import DbsnapError, IntegrityError
+from ..project.discovery import Database
+from ..store.archive import check_stream, open_archive, read_chunks
+from ..store.snapshots import Snapshot, Store
 
 
 @dataclass

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .context import Context
-from .errors import UsageError
-from .retention import Decision, Policy, PolicyError, apply_policy_grouped, group_by_database
-from .settings import read_pyproject
-from .snapshot import drop_clones
-from .store import Snapshot
+from ..context import Context
+from ..errors import UsageError
+from ..retention import Decision, Policy, PolicyError, apply_policy_grouped, group_by_database
+from ..settings import read_pyproject
+from ..store.snapshots import Snapshot
+from .save import drop_clones
 
 ENV_PREFIX = "DBSNAP_KEEP_"
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..archive import compress_chunks, read_chunks
-from ..errors import ExternalError
-from .base import DumpResult, Engine, Progress, first_line, read_tail, run, stderr_file, tool_command
-from .pg_clone import CloneMixin
-from .pg_restore import RestoreMixin
-from .pg_sql import DROP_ALL_SQL, LOCK_TIMEOUT
+from ...errors import ExternalError
+from ...store.archive import compress_chunks, read_chunks
+from ..base import DumpResult, Engine, Progress, first_line, read_tail, run, stderr_file, tool_command
+from .clone import CloneMixin
+from .restore import RestoreMixin
+from .statements import DROP_ALL_SQL, LOCK_TIMEOUT
 
 # libpq settings that Django passes through OPTIONS and the command-line tools read from the environment.
 _OPTION_ENV = {
