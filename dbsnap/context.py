@@ -9,7 +9,8 @@ from pathlib import Path
 from .engines import engine_for, preload
 from .engines.base import Engine
 from .errors import ConfigError
-from .project.discovery import Database, Project, discover, find_root, load_env
+from .project.databases import Database
+from .project.discovery import Project, discover, find_root, load_env
 from .report import Reporter
 from .settings import Settings, resolve_jobs, resolve_lock_timeout, resolve_store
 from .store.snapshots import Store

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
-from dbsnap.pipelines.compare import (
+from dbsnap.pipelines.changes import (
     FileChanges,
     TableChange,
-    disk_migrations,
     file_changes,
     history_problems,
     row_changes,
     table_changes,
     unified_patch,
 )
+from dbsnap.project.migration_scan import disk_migrations
 
 EDITED = "orders/migrations/0001_initial.py"
 DELETED = "catalog/migrations/0002_default_categories.py"

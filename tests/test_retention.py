@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dbsnap import retention
 from dbsnap.retention import (
     UNLIMITED,
     Decision,
@@ -19,6 +18,7 @@ from dbsnap.retention import (
     PolicyError,
     apply_policy,
     apply_policy_grouped,
+    decide,
     group_by_database,
     parse_duration,
 )
@@ -537,7 +537,7 @@ def test_non_empty_policy(policy):
 
 def test_removing_everything_is_refused(monkeypatch):
     # The rules cannot produce this; simulate a rule engine that keeps nothing to test the guard.
-    monkeypatch.setattr(retention, "_rule_reasons", lambda ordered, *args: [[] for _ in ordered])
+    monkeypatch.setattr(decide, "_rule_reasons", lambda ordered, *args: [[] for _ in ordered])
     with pytest.raises(PolicyError, match="would remove every one of the 2 snapshot"):
         apply_policy(series("2021-03-10 12:00", "2021-03-09 12:00"), Policy(last=1), NOW, tz=UTC)
     with pytest.raises(PolicyError, match=r"database 'db1': .*would remove every"):

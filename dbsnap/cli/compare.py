@@ -1,4 +1,4 @@
-"""The read-only comparison commands: status and diff (registered on the ``dbsnap`` group in cli.py)."""
+"""The comparison commands, read-only: status (live state against a snapshot) and diff (two snapshots)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 from .. import api
 from ..report import human_bytes
-from .main import Obj, cli, json_opt, out
+from .common import Obj, json_opt, out
 
 if TYPE_CHECKING:
     from ..pipelines import compare
@@ -111,7 +111,7 @@ def status_text(s: compare.Status) -> str:
     return "\n".join(lines)
 
 
-@cli.command()
+@click.command()
 @click.option("--against", metavar="NAME", help="Compare with this snapshot instead of the newest ('latest').")
 @click.option(
     "--django",
@@ -243,7 +243,7 @@ def diff_text(d: compare.Diff) -> str:
     return "\n".join(lines)
 
 
-@cli.command()
+@click.command()
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @click.option("--patch", "-p", is_flag=True, help="Also print a unified diff of each changed migration file.")

@@ -1,4 +1,4 @@
-"""``dbsnap doctor``: the report of :mod:`dbsnap.doctor`, as text or JSON (registered on the group in cli.py)."""
+"""``dbsnap doctor``: the report of :mod:`dbsnap.pipelines.doctor`, as text or JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ..errors import ExternalError
 from ..pipelines.doctor import FAIL, OK, WARN, Check, diagnose, failed
 from ..report import Reporter
 from ..settings import Settings
-from .main import Obj, cli, json_opt, out
+from .common import Obj, json_opt, out
 
 
 def report_text(checks: list[Check]) -> str:
@@ -25,7 +25,7 @@ def report_text(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-@cli.command()
+@click.command()
 @json_opt
 @click.pass_obj
 def doctor(obj: Obj, as_json: bool) -> None:

@@ -7,7 +7,7 @@ import importlib
 import threading
 
 from ..errors import ConfigError
-from ..project.discovery import Database
+from ..project.databases import Database
 from .base import Engine
 
 
@@ -30,6 +30,6 @@ def preload() -> None:
 
     def load() -> None:
         with contextlib.suppress(Exception):
-            importlib.import_module(".postgresql", __name__)
+            importlib.import_module(".postgresql.engine", __name__)
 
     threading.Thread(target=load, name="dbsnap-preload").start()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import ExternalError
-from ..project.discovery import Database
+from ..project.databases import Database
 from ..store.archive import PayloadInfo
 
 Progress = Callable[[int], None]

@@ -1,177 +1,34 @@
 """Comparing states: the live project against a snapshot (``status``) and two snapshots (``diff``).
 
-Nothing here changes anything or takes the store lock. The comparisons are pure functions over plain data (file
-hashes, ``django_migrations`` rows, row counts), so they are tested without a database; ``status`` and ``diff``
-gather that data and return dataclasses, which the CLI renders.
+Nothing here changes anything or takes the store lock. ``status`` and ``diff`` gather plain data (file hashes,
+``django_migrations`` rows, row counts), compare it with the pure functions of :mod:`.changes` and return
+dataclasses, which the CLI renders.
 
 Whether the database and the migration files agree is decided, by default, from the files alone: a migration of
 one of the project's own apps is a top-level ``*.py`` module of its migration folder whose name does not start with
 ``_`` or ``~`` (what Django's ``MigrationLoader`` loads), named by its file stem, and a squashed migration
 (``replaces = [...]``, read with ``ast``) counts as applied when everything it replaces is. That needs no Django and
 no child process, but it only covers the project's own apps. ``use_django=True`` asks Django's ``MigrationLoader``
-in a ``manage.py`` child process instead (:func:`dbsnap.manage_steps.verify_state`): every app, django.contrib and
-third-party ones included, plus model tables missing from the database; slower, and it needs a loadable migration
-graph.
+in a ``manage.py`` child process instead (:func:`dbsnap.project.manage_steps.verify_state`): every app,
+django.contrib and third-party ones included, plus model tables missing from the database; slower, and it needs a
+loadable migration graph.
 """
 
 from __future__ import annotations
 
-import ast
-import difflib
 import hashlib
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..context import Context
 from ..errors import IntegrityError
 from ..project.manage_steps import verify_state
+from ..project.migration_scan import Row, disk_migrations, row
 from ..store.archive import open_archive
-from ..store.snapshots import Snapshot, Store
+from ..store.snapshots import MIGRATIONS_PAYLOAD, Snapshot, Store
+from .changes import FileChanges, TableChange, file_changes, history_problems, row_changes, table_changes, unified_patch
 from .rollback import current_files
-from .save import MIGRATIONS_PAYLOAD
-
-Row = tuple[str, str]  # (app label, migration name), as in django_migrations
-
-
-# -- pure comparisons ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class FileChanges:
-    """Paths (relative to the project root) added, removed and changed from one side to the other, sorted."""
-
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed)
-
-
-def file_changes(before: dict[str, str], after: dict[str, str]) -> FileChanges:
-    """Compare two ``{path: sha256}`` maps."""
-    return FileChanges(
-        added=sorted(after.keys() - before.keys()),
-        removed=sorted(before.keys() - after.keys()),
-        changed=sorted(p for p in before.keys() & after.keys() if before[p] != after[p]),
-    )
-
-
-def row_changes(before: Iterable[Iterable[str]], after: Iterable[Iterable[str]]) -> tuple[list[Row], list[Row]]:
-    """``(added, removed)`` django_migrations rows, each in the order of its side (id order), without repeats."""
-    b = list(dict.fromkeys(_row(r) for r in before))
-    a = list(dict.fromkeys(_row(r) for r in after))
-    bs, as_ = set(b), set(a)
-    return [r for r in a if r not in bs], [r for r in b if r not in as_]
-
-
-@dataclass
-class TableChange:
-    """One table whose row count differs; ``None`` on the side where the table does not exist."""
-
-    table: str
-    before: int | None
-    after: int | None
-
-    @property
-    def delta(self) -> int:
-        return (self.after or 0) - (self.before or 0)
-
-    @property
-    def kind(self) -> str:
-        if self.before is None:
-            return "added"
-        if self.after is None:
-            return "removed"
-        return "changed"
-
-
-def table_changes(before: dict[str, int], after: dict[str, int]) -> list[TableChange]:
-    """Tables added, removed or with a different row count, by name."""
-    return [
-        TableChange(t, before.get(t), after.get(t))
-        for t in sorted(before.keys() | after.keys())
-        if t not in before or t not in after or before[t] != after[t]
-    ]
-
-
-def history_problems(
-    rows: Iterable[Iterable[str]], disk: dict[Row, list[Row]], own_apps: Iterable[str]
-) -> tuple[list[Row], list[Row]]:
-    """``(unapplied, stale)``: migrations on disk with no row, and rows of the project's own apps with no file.
-
-    ``disk`` maps each migration on disk to what it ``replaces`` (empty unless squashed). A squashed migration
-    counts as applied when all it replaces is; a row of a migration that a squashed one on disk replaces is not
-    stale. Rows of other apps (django.contrib, third-party) are not judged.
-    """
-    applied = {_row(r) for r in rows}
-    own = set(own_apps)
-    unapplied = [
-        key
-        for key, replaces in sorted(disk.items())
-        if key not in applied and not (replaces and all(r in applied for r in replaces))
-    ]
-    known = set(disk) | {r for reps in disk.values() for r in reps}
-    stale = [r for r in dict.fromkeys(_row(x) for x in rows) if r[0] in own and r not in known]
-    return unapplied, stale
-
-
-def unified_patch(path: str, before: bytes, after: bytes, a: str = "a", b: str = "b") -> str:
-    """A unified diff of one file, labelled ``a/path`` and ``b/path`` (``patch -p1`` applies it in the project
-    root); binary or non-UTF-8 content gives a one-line notice instead."""
-    try:
-        old, new = before.decode(), after.decode()
-    except UnicodeDecodeError:
-        return f"Binary files {a}/{path} and {b}/{path} differ\n"
-    if "\0" in old or "\0" in new:
-        return f"Binary files {a}/{path} and {b}/{path} differ\n"
-    out = []
-    for line in difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), f"{a}/{path}", f"{b}/{path}"
-    ):
-        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(out)
-
-
-def _row(r: Iterable[str]) -> Row:
-    app, name = r
-    return (str(app), str(name))
-
-
-# -- reading files and archives -----------------------------------------------------------------------------
-
-
-def _replaces(path: Path) -> list[Row]:
-    """The ``replaces = [...]`` list of a migration file, read with ``ast`` (nothing is imported or run)."""
-    try:
-        tree = ast.parse(path.read_text(errors="replace"), filename=str(path))
-    except (SyntaxError, ValueError, OSError):
-        return []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "replaces" for t in node.targets):
-            try:
-                value = ast.literal_eval(node.value)
-                return [_row(r) for r in value]
-            except (ValueError, TypeError):
-                return []
-    return []
-
-
-def disk_migrations(root: Path, folders: Iterable[tuple[str, str]]) -> dict[Row, list[Row]]:
-    """``{(app, name): replaces}`` for the migration modules in the given ``(app label, folder)`` pairs, as Django's
-    loader finds them: top-level ``*.py`` files whose name does not start with ``_`` or ``~``."""
-    out: dict[Row, list[Row]] = {}
-    for app, folder in folders:
-        base = root / folder
-        if not base.is_dir():
-            continue
-        for p in sorted(base.glob("*.py")):
-            if p.is_file() and p.stem[:1] not in ("_", "~", ""):
-                out[(app, p.stem)] = _replaces(p)
-    return out
 
 
 def archive_files(snap: Snapshot, paths: Iterable[str]) -> dict[str, bytes]:
@@ -289,8 +146,8 @@ def status(ctx: Context, against: str | None = None, *, use_django: bool = False
             ctx.reporter.step(f"asking Django's MigrationLoader about {db.alias}")
             state = verify_state(project, db.alias)
             known = set(disk) | {r for reps in disk.values() for r in reps}
-            unapplied = [_row(r) for r in state["unapplied"]]
-            stale = [_row(r) for r in state["stale"] if _row(r) not in known]
+            unapplied = [row(r) for r in state["unapplied"]]
+            stale = [row(r) for r in state["stale"] if row(r) not in known]
             missing_tables: list[str] | None = list(state.get("missing_tables", []))
         else:
             unapplied, stale = history_problems(rows, disk, own_apps)

@@ -16,7 +16,8 @@ from pathlib import Path
 from .. import faults
 from ..context import Context
 from ..errors import ConfigError, DbsnapError, ResetError, UsageError
-from ..project.discovery import Database, MigrationFolder
+from ..project.databases import Database
+from ..project.discovery import MigrationFolder
 from ..project.manage_steps import debug_from_manage, manage, verify_state
 from ..project.migration_scan import LostOperation, lost_operations
 from ..report import Reporter

@@ -21,12 +21,12 @@ from .. import faults
 from ..context import Context
 from ..engines.base import Engine
 from ..errors import ConfigError, DbsnapError, Interrupted, RollbackError
-from ..project.discovery import Database
+from ..project.databases import Database
 from ..settings import restore_jobs
 from ..store.archive import list_folder, unpack_folders
 from ..store.fsutil import fsync_dir, remove_tree
-from ..store.snapshots import Snapshot
-from .save import MIGRATIONS_PAYLOAD, take_snapshot, unique_name
+from ..store.snapshots import MIGRATIONS_PAYLOAD, Snapshot
+from .save import take_snapshot, unique_name
 
 UNDO_PHASES = ("restoring", "swapping-db", "undoing")
 FORWARD_PHASES = ("swapping-files", "finishing")

@@ -21,9 +21,15 @@ from ..context import Context
 from ..errors import DbsnapError, UsageError
 from ..store.archive import pack_folders
 from ..store.fsutil import atomic_write, remove_tree
-from ..store.snapshots import FORMAT, FORMAT_VERSION, MANIFEST, Snapshot, dump_manifest, validate_name
-
-MIGRATIONS_PAYLOAD = "migrations.tar.zst"
+from ..store.snapshots import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    MIGRATIONS_PAYLOAD,
+    Snapshot,
+    dump_manifest,
+    validate_name,
+)
 
 
 @dataclass

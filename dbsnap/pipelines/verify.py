@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..context import Context
 from ..engines import engine_for
 from ..errors import DbsnapError, IntegrityError
-from ..project.discovery import Database
+from ..project.databases import Database
 from ..store.archive import check_stream, open_archive, read_chunks
 from ..store.snapshots import Snapshot, Store
 

@@ -8,31 +8,8 @@ import shlex
 import subprocess
 
 from ..errors import ConfigError
-from .discovery import MARK, Project
-
-_VERIFY = r"""
-import json
-from django.apps import apps
-from django.db import connections, router
-from django.db.migrations.loader import MigrationLoader
-
-alias = "@ALIAS@"
-conn = connections[alias]
-loader = MigrationLoader(conn, ignore_no_migrations=True)
-disk = set(loader.disk_migrations)
-applied = set(loader.applied_migrations)
-tables = set(conn.introspection.table_names())
-needed = {
-    m._meta.db_table
-    for m in apps.get_models(include_auto_created=True)
-    if m._meta.managed and not m._meta.proxy and router.allow_migrate_model(alias, m)
-}
-print("@MARK@" + json.dumps({
-    "stale": sorted(map(list, applied - disk)),
-    "unapplied": sorted(map(list, disk - applied)),
-    "missing_tables": sorted(needed - tables),
-}))
-"""
+from .child import MARK, script
+from .discovery import Project
 
 
 def manage_prefix(project: Project) -> list[str]:
@@ -66,7 +43,8 @@ def manage(project: Project, *args: str, timeout: float | None = None) -> subpro
 
 def verify_state(project: Project, alias: str) -> dict:
     """Migration history vs files on disk, and model tables vs the database, as Django itself sees them."""
-    code = _VERIFY.replace("@ALIAS@", alias).replace("@MARK@", MARK)
+    # JSON escapes are valid inside a Python string literal: any alias arrives as itself, never as code.
+    code = script("verify_state", ALIAS=json.dumps(alias)[1:-1])
     out = manage(project, "shell", "-c", code)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith(MARK)), None)
     if out.returncode != 0 or line is None:
@@ -77,7 +55,7 @@ def verify_state(project: Project, alias: str) -> dict:
 
 def debug_from_manage(project: Project) -> bool | None:
     """settings.DEBUG as manage.py sees it (used when the settings could not be imported on this host)."""
-    out = manage(project, "shell", "-c", f"from django.conf import settings; print({MARK!r}, bool(settings.DEBUG))")
+    out = manage(project, "shell", "-c", script("debug"))
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith(MARK)), None)
     if out.returncode != 0 or line is None:
         return None

@@ -8,6 +8,7 @@ RunSQL, extension operations, any custom operation class) is listed with its app
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,4 +99,45 @@ def lost_operations(root: Path, folders: list[tuple[str, str]]) -> list[LostOper
                 out.append(LostOperation(app, rel, "unparsable file", e.lineno or 0, str(e.msg)))
                 continue
             _scan_ops(_operations(tree), app, rel, out)
+    return out
+
+
+# -- migrations on disk, as Django's loader finds them (for status) --------------------------------------------
+
+Row = tuple[str, str]  # (app label, migration name), as in django_migrations
+
+
+def row(r: Iterable[str]) -> Row:
+    """A ``django_migrations`` row (any two-item iterable) as a ``(app, name)`` tuple of strings."""
+    app, name = r
+    return (str(app), str(name))
+
+
+def _replaces(path: Path) -> list[Row]:
+    """The ``replaces = [...]`` list of a migration file, read with ``ast`` (nothing is imported or run)."""
+    try:
+        tree = ast.parse(path.read_text(errors="replace"), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "replaces" for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+                return [row(r) for r in value]
+            except (ValueError, TypeError):
+                return []
+    return []
+
+
+def disk_migrations(root: Path, folders: Iterable[tuple[str, str]]) -> dict[Row, list[Row]]:
+    """``{(app, name): replaces}`` for the migration modules in the given ``(app label, folder)`` pairs, as Django's
+    loader finds them: top-level ``*.py`` files whose name does not start with ``_`` or ``~``."""
+    out: dict[Row, list[Row]] = {}
+    for app, folder in folders:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for p in sorted(base.glob("*.py")):
+            if p.is_file() and p.stem[:1] not in ("_", "~", ""):
+                out[(app, p.stem)] = _replaces(p)
     return out

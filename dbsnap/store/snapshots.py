@@ -25,6 +25,7 @@ from .fsutil import atomic_write, exchange, fsync_dir, private_dir, remove_tree,
 FORMAT = "dbsnap-snapshot"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+MIGRATIONS_PAYLOAD = "migrations.tar.zst"  # the tar of the migration folders, beside the database payloads
 TMP = ".tmp"
 JOURNAL = ".journal.json"
 MAX_NAME = 100

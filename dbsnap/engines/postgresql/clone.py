@@ -21,7 +21,7 @@ from ..base import first_line
 
 
 class CloneMixin:
-    """Clone handling for :class:`~dbsnap.engines.postgresql.PostgreSQLEngine`."""
+    """Clone handling for :class:`~dbsnap.engines.postgresql.engine.PostgreSQLEngine`."""
 
     def clone_name(self, store_root: Path, snapshot: str, created_at: str) -> str:
         """``<live>_dbsnap_c_<store>_<snapshot>``: the hashes tie the clone to one store and one snapshot."""

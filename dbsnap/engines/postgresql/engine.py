@@ -3,7 +3,7 @@
 The dump runs inside a snapshot exported by dbsnap's own REPEATABLE READ transaction (``pg_dump --snapshot``), so
 the row counts and ``django_migrations`` rows recorded in the manifest describe exactly the data in the dump.
 
-Restore, all or nothing, is in :mod:`.pg_restore`.
+Restore, all or nothing, is in :mod:`.restore` (swap) and :mod:`.restore_tx` (one transaction).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ...store.archive import compress_chunks, read_chunks
 from ..base import DumpResult, Engine, Progress, first_line, read_tail, run, stderr_file, tool_command
 from .clone import CloneMixin
 from .restore import RestoreMixin
+from .restore_tx import TransactionRestoreMixin
 from .statements import DROP_ALL_SQL, LOCK_TIMEOUT
 
 # libpq settings that Django passes through OPTIONS and the command-line tools read from the environment.
@@ -47,7 +48,7 @@ def _client_major(text: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(0)
 
 
-class PostgreSQLEngine(CloneMixin, RestoreMixin, Engine):
+class PostgreSQLEngine(CloneMixin, RestoreMixin, TransactionRestoreMixin, Engine):
     kind = "postgresql"
     payload_suffix = ".dump.zst"
     parallel_restore = True

@@ -1,20 +1,17 @@
 """PostgreSQL restore, all or nothing: a scratch database swapped in by rename, or one transaction.
 
 Where the role may create databases and owns the live one, the dump is restored into a scratch database created
-with the live one's owner, encoding, locale, settings, grants and comment; both renames then happen in one
-transaction, and the old database is kept until ``finish``. Where it may not, every object is dropped and the
-dump replayed inside one transaction that dbsnap opens and commits itself (BEGIN ... COMMIT through psql); its id
-is recorded first so that recovery can ask the server (``txid_status``) whether it committed.
+with the live one's owner, encoding, locale, settings, grants and comment (:mod:`.create`); both renames then
+happen in one transaction, and the old database is kept until ``finish``. Where it may not, every object is
+dropped and the dump replayed inside one transaction (:mod:`.restore_tx`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import secrets
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -23,30 +20,19 @@ from psycopg import sql
 
 from ... import faults
 from ...errors import ExternalError, IntegrityError, RollbackError
-from ...store.archive import decompress_to, decompressed_chunks, read_chunks
+from ...store.archive import decompress_to, decompressed_chunks
 from ..base import Progress, first_line, read_tail, run, stderr_file
-from .statements import DROP_ALL_SQL, LOCK_TIMEOUT
+from .create import create_like, db_props
+from .statements import LOCK_TIMEOUT
 
 # Free space kept beyond the spooled dump, so a parallel restore never fills the store's file system to the brim.
 SPOOL_HEADROOM = 256 << 20
-# GUCs whose values are lists: each element must be quoted separately when copied (as pg_dump does).
-_LIST_GUCS = {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
 
 
 class RestoreMixin:
-    """The restore half of :class:`~dbsnap.engines.postgresql.PostgreSQLEngine` (connections and tools there)."""
+    """The restore half of :class:`~dbsnap.engines.postgresql.engine.PostgreSQLEngine` (connections and tools there)."""
 
     # -- restore: facts about the live database ----------------------------------------------------------
-
-    def _db_props(self, conn: psycopg.Connection, name: str) -> dict | None:
-        row = conn.execute(
-            "SELECT row_to_json(d)::jsonb || jsonb_build_object("
-            " 'owner', pg_get_userbyid(d.datdba), 'encoding_name', pg_encoding_to_char(d.encoding),"
-            " 'tablespace', (SELECT spcname FROM pg_tablespace WHERE oid = d.dattablespace),"
-            " 'comment', shobj_description(d.oid, 'pg_database')) FROM pg_database d WHERE datname = %s",
-            (name,),
-        ).fetchone()
-        return row[0] if row else None
 
     def can_swap(self, conn: psycopg.Connection, owner: str) -> bool:
         """Whether this role can create databases and rename the live one (else: in-transaction restore)."""
@@ -62,7 +48,7 @@ class RestoreMixin:
         """The restore mode, swap or transaction; asked once per command, so the plan and the restore agree."""
         if "restore_mode" not in self._cache:
             with self.maintenance() as conn:
-                props = self._db_props(conn, self.db.name)
+                props = db_props(conn, self.db.name)
                 if props is None:
                     raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
                 self._cache["restore_mode"] = "swap" if self.can_swap(conn, props["owner"]) else "transaction"
@@ -95,18 +81,20 @@ class RestoreMixin:
             self.tool("psql", server_major)
             return state  # everything happens in swap_in, inside one transaction
         with self.maintenance() as conn:
-            props = self._db_props(conn, self.db.name)
+            props = db_props(conn, self.db.name)
             if props is None:
                 raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
             if state.get("clone"):
                 try:
-                    self._create_like(conn, props, state["scratch"], template=state["clone"])
+                    create_like(
+                        conn, props, state["scratch"], template=state["clone"], server_major=self.server_major()
+                    )
                 except psycopg.Error as e:
                     state.pop("clone")
                     state["warning"] = f"copying the clone failed ({first_line(e)}): restoring from the dump"
                     self.checkpoint(state)
             if not state.get("clone"):
-                self._create_like(conn, props, state["scratch"])
+                create_like(conn, props, state["scratch"], server_major=self.server_major())
         try:
             faults.point("pg.after-create-scratch")
             if not state.get("clone"):
@@ -139,77 +127,6 @@ class RestoreMixin:
                 return {"tables": self._table_counts(conn), "migrations": self._migration_rows(conn)}
         finally:
             self._drop(name)
-
-    def _create_like(self, conn: psycopg.Connection, p: dict, name: str, template: str = "template0") -> None:
-        """CREATE DATABASE ``name`` with the live database's owner, encoding, locale, settings, grants, comment.
-
-        ``template`` is template0 (then the dump is restored into it) or a clone (a server-side file copy).
-        """
-        parts = [
-            sql.SQL("CREATE DATABASE {} WITH TEMPLATE {} OWNER {} ENCODING {}").format(
-                sql.Identifier(name),
-                sql.Identifier(template),
-                sql.Identifier(p["owner"]),
-                sql.Literal(p["encoding_name"]),
-            )
-        ]
-        if template != "template0" and self.server_major() >= 15:
-            parts.append(sql.SQL("STRATEGY FILE_COPY"))
-        if p.get("datlocprovider") == "i":
-            parts.append(
-                sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(
-                    sql.Literal(p.get("daticulocale") or p.get("datlocale"))
-                )
-            )
-        parts.append(
-            sql.SQL("LC_COLLATE {} LC_CTYPE {} CONNECTION LIMIT {}").format(
-                sql.Literal(p["datcollate"]), sql.Literal(p["datctype"]), sql.Literal(int(p["datconnlimit"]))
-            )
-        )
-        if p.get("tablespace") and p["tablespace"] != "pg_default":
-            parts.append(sql.SQL("TABLESPACE {}").format(sql.Identifier(p["tablespace"])))
-        conn.execute(sql.SQL(" ").join(parts))
-        try:
-            ident = sql.Identifier(name)
-            settings = conn.execute(
-                "SELECT pg_get_userbyid(setrole), setrole, setconfig FROM pg_db_role_setting WHERE setdatabase = %s",
-                (int(p["oid"]),),
-            ).fetchall()
-            for role, role_oid, config in settings:
-                for item in config or []:
-                    key, _, value = item.partition("=")
-                    if key in _LIST_GUCS:
-                        vals = [v.strip().strip('"') for v in value.split(",") if v.strip()]
-                        val = sql.SQL(", ").join(sql.Literal(v) for v in vals)
-                    else:
-                        val = sql.Literal(value)
-                    target = sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(role), ident) if role_oid else None
-                    stmt = sql.SQL("ALTER {} SET {} TO {}").format(
-                        target or sql.SQL("DATABASE {}").format(ident), sql.Identifier(key), val
-                    )
-                    conn.execute(stmt)
-            if p.get("datacl"):
-                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
-                grants = conn.execute(
-                    "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,"
-                    " a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s",
-                    (p["datname"],),
-                ).fetchall()
-                for grantee, priv, grantable in grants:
-                    conn.execute(
-                        sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-                            sql.SQL(priv),
-                            ident,
-                            sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                            sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL(""),
-                        )
-                    )
-            if p.get("comment"):
-                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, sql.Literal(p["comment"])))
-        except BaseException:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-            raise
 
     def _pg_restore(self, pg_restore: list[str], state: dict, dbname: str, progress: Progress | None) -> None:
         """Restore the payload into the (scratch) database ``dbname``: streamed through one pg_restore, or, with
@@ -373,100 +290,3 @@ class RestoreMixin:
         # No scratch left: swapped in (``old`` kept, or already dropped by ``finish``, which an interrupted
         # forward recovery must not mistake for "not swapped yet"); an unprepared restore has nothing to undo.
         return state["scratch"] not in exists
-
-    # -- restore: in-transaction mode (no CREATEDB) -------------------------------------------------------
-
-    def _restore_in_transaction(self, state: dict) -> dict:
-        """Drop everything and replay the dump in ONE transaction: it commits whole or not at all.
-
-        BEGIN and COMMIT are written by dbsnap itself (not ``psql --single-transaction``, which would COMMIT at
-        end of input): if dbsnap dies mid-stream, psql sees EOF without COMMIT and the server rolls back.
-        """
-        server_major, _ = self.server_version()
-        psql, _ = self.tool("psql", server_major)
-        pg_restore, _ = self.tool("pg_restore", server_major)
-        with self.maintenance() as conn:
-            self._terminate_others(conn, state["live"])
-        marker = f"dbsnap-xid-{secrets.token_hex(4)}:"
-        head = (
-            f"BEGIN;\nSET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
-            f"SELECT '{marker}' || txid_current();\n{DROP_ALL_SQL}\n"
-        )
-        procs: list[subprocess.Popen] = []
-        with stderr_file() as err:
-            try:
-                # pg_restore turns the archive into SQL; psql runs it after our prologue, in our transaction.
-                dec = subprocess.Popen(
-                    [*pg_restore, "--no-password", "-f", "-"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=err,
-                    env=self.tool_env(),
-                )
-                procs.append(dec)
-                psql_proc = subprocess.Popen(
-                    [*psql, "--no-password", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=err,
-                    env=self.tool_env(),
-                )
-                procs.append(psql_proc)
-                assert psql_proc.stdin is not None and psql_proc.stdout is not None and dec.stdout is not None
-                xid: dict = {}
-                got = threading.Event()
-
-                def drain() -> None:
-                    # psql prints query results (e.g. of setval); read them all so its stdout never blocks.
-                    for raw in psql_proc.stdout:  # type: ignore[union-attr]
-                        line = raw.decode(errors="replace").strip()
-                        if line.startswith(marker):
-                            xid["xid"] = line[len(marker) :]
-                            got.set()
-                    got.set()
-
-                threading.Thread(target=drain, daemon=True).start()
-                feeder = threading.Thread(target=self._pipe_payload, args=(dec, Path(state["payload"])), daemon=True)
-                feeder.start()
-                psql_proc.stdin.write(head.encode())
-                psql_proc.stdin.flush()
-                got.wait(60)
-                if "xid" not in xid:
-                    raise ExternalError(f"restore of {state['live']!r} could not start: {read_tail(err)}")
-                # The journal records the transaction id before COMMIT can be sent, so recovery can ask the
-                # server (txid_status) whether the restore committed.
-                state["xid"] = xid["xid"]
-                self.checkpoint(state)
-                faults.point("pg.transaction-before-commit")
-                try:
-                    for chunk in read_chunks(dec.stdout):
-                        psql_proc.stdin.write(chunk)
-                    if dec.wait() != 0:
-                        raise ExternalError(f"pg_restore could not read the snapshot: {read_tail(err)}")
-                    psql_proc.stdin.write(b"\nCOMMIT;\n")
-                    psql_proc.stdin.close()
-                except BrokenPipeError:
-                    pass  # psql stopped (ON_ERROR_STOP): its exit code says so
-                rc = psql_proc.wait()
-                feeder.join()
-                if rc != 0:
-                    raise ExternalError(f"restore of {state['live']!r} failed and was rolled back: {read_tail(err)}")
-            except BaseException:
-                for p in procs:
-                    with contextlib.suppress(ProcessLookupError):
-                        p.kill()
-                    p.wait()
-                raise
-        return state
-
-    @staticmethod
-    def _pipe_payload(proc: subprocess.Popen, payload: Path) -> None:
-        assert proc.stdin is not None
-        try:
-            for chunk in decompressed_chunks(payload):
-                proc.stdin.write(chunk)
-        except (BrokenPipeError, Exception):
-            proc.kill()
-        finally:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                proc.stdin.close()

@@ -1,0 +1,48 @@
+"""``dbsnap rollback``: the plan, the confirmation and the result of a rollback."""
+
+from __future__ import annotations
+
+import click
+
+from .. import api
+from . import render
+from .common import Obj, confirm_or_refuse, json_opt, out
+
+
+@click.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@click.option("--no-safety-snapshot", is_flag=True, help="Skip the snapshot of the current state taken first.")
+@click.option(
+    "--jobs",
+    "-j",
+    metavar="N|auto",
+    default=None,
+    help="PostgreSQL: restore with N parallel pg_restore jobs (1: one stream). Default: $DBSNAP_JOBS, "
+    "[tool.dbsnap] jobs, or auto (one per CPU, at most 4, for dumps of 64 MiB and more).",
+)
+@json_opt
+@click.pass_obj
+def rollback(obj: Obj, name: str, yes: bool, no_safety_snapshot: bool, jobs: str | None, as_json: bool) -> None:
+    """Put the database(s) AND the migration folders back to snapshot NAME, together, all or nothing.
+
+    Checksums are verified first; a safety snapshot of the current state is taken; other sessions on the
+    database are terminated (after you confirm); if anything fails, nothing changes.
+
+    \b
+    Example:
+      dbsnap rollback pre-reset
+      dbsnap rollback latest --yes
+      dbsnap rollback big-one --jobs 4   # PostgreSQL: parallel pg_restore
+    """
+    ctx = obj.ctx("rollback", jobs=jobs)
+
+    def confirm(plan) -> bool:
+        if not (yes and obj.kwargs["quiet"]):  # the plan is what the user confirms: shown unless nobody asks
+            click.echo(render.plan_text(plan), err=True)
+        if yes:
+            return True
+        return confirm_or_refuse(False, "Proceed?")
+
+    result = api.rollback(ctx, name, safety=not no_safety_snapshot, confirm=confirm)
+    out(result.__dict__ | {"seconds": round(result.seconds, 3)} if as_json else render.rollback_text(result), as_json)

@@ -1,0 +1,31 @@
+"""Reset's verification, run with ``manage.py shell -c``: migration history against the files on disk (Django's
+MigrationLoader) and model tables against the database, for database alias ALIAS. Prints MARK and one JSON
+document."""
+
+import json
+
+from django.apps import apps
+from django.db import connections, router
+from django.db.migrations.loader import MigrationLoader
+
+alias = "@ALIAS@"
+conn = connections[alias]
+loader = MigrationLoader(conn, ignore_no_migrations=True)
+disk = set(loader.disk_migrations)
+applied = set(loader.applied_migrations)
+tables = set(conn.introspection.table_names())
+needed = {
+    m._meta.db_table
+    for m in apps.get_models(include_auto_created=True)
+    if m._meta.managed and not m._meta.proxy and router.allow_migrate_model(alias, m)
+}
+print(
+    "@MARK@"
+    + json.dumps(
+        {
+            "stale": sorted(map(list, applied - disk)),
+            "unapplied": sorted(map(list, disk - applied)),
+            "missing_tables": sorted(needed - tables),
+        }
+    )
+)
