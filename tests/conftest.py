@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -192,13 +193,38 @@ def pg_project(dest: Path, dbname: str, user: str = PG["user"]) -> Project:
     return p
 
 
-@pytest.fixture
-def sqlite_shop(tmp_path: Path) -> Project:
-    """The example project on SQLite, migrated and seeded."""
-    p = sqlite_project(tmp_path / "shop")
+def seeded(p: Project) -> Project:
+    """Migrate and seed ``p``'s database as a user would: ``manage.py migrate``, then ``manage.py seed --scale 1``."""
     p.manage("migrate", "-v0")
     p.manage("seed", "--scale", "1")
     return p
+
+
+@pytest.fixture(scope="session")
+def sqlite_seeded_db(tmp_path_factory) -> Path:
+    """The example project's db.sqlite3 migrated and seeded once per session, for sqlite_shop to copy: ``seed`` is
+    deterministic and nothing in the database depends on the project's path, so a copy is the database each
+    test used to build for itself (two seconds of child processes). Only the timestamps Django writes in
+    django_migrations.applied are those of this build instead of the test's own; nothing reads them."""
+    p = seeded(sqlite_project(tmp_path_factory.mktemp("sqlite-seeded") / "shop"))
+    db = p.root / "db.sqlite3"
+    # Django leaves SQLite in its default rollback-journal mode: no -wal/-shm/-journal file to copy along, and
+    # nothing else in the tree changed (checked: the copy's tree is the example's plus db.sqlite3).
+    beside = sorted(x.name for x in p.root.iterdir() if x.name.startswith("db.sqlite3") and x != db)
+    assert not beside, f"migrate/seed left {beside} beside db.sqlite3: copy them too"
+    return db
+
+
+def copy_seeded_sqlite(template: Path, p: Project) -> Project:
+    """Give project copy ``p`` the session's seeded database (content and permission bits, as SQLite made them)."""
+    shutil.copy(template, p.root / "db.sqlite3")
+    return p
+
+
+@pytest.fixture
+def sqlite_shop(tmp_path: Path, sqlite_seeded_db: Path) -> Project:
+    """The example project on SQLite, migrated and seeded (a copy of the session's seeded database)."""
+    return copy_seeded_sqlite(sqlite_seeded_db, sqlite_project(tmp_path / "shop"))
 
 
 def _pg_admin() -> psycopg.Connection:
@@ -222,16 +248,89 @@ def drop_databases(prefix: str) -> None:
 
 
 @contextlib.contextmanager
-def fresh_pg_database(owner: str | None = None):
-    """A new, empty PostgreSQL database (owned by ``owner``); dropped on exit with any dbsnap scratch copies and
-    clones, whose names start with its own."""
+def fresh_pg_database(owner: str | None = None, template: str | None = None):
+    """A new PostgreSQL database, created by the ``postgres`` role (owned by ``owner`` if given): empty, or a copy
+    of database ``template``; dropped on exit with any dbsnap scratch copies and clones, whose names start with
+    its own."""
     name = f"dbsnap_t_{secrets.token_hex(4)}"
     with _pg_admin() as c:
-        c.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
+        c.execute(
+            f'CREATE DATABASE "{name}"'
+            + (f' OWNER "{owner}"' if owner else "")
+            + (f' TEMPLATE "{template}"' if template else "")
+        )
     try:
         yield name
     finally:
         drop_databases(name)
+
+
+# -- the session's seeded PostgreSQL template -----------------------------------------------------------------
+# Migrating and seeding a database takes two child processes and about two seconds; CREATE DATABASE ... TEMPLATE
+# copies a seeded one in well under a tenth of that. What the copy gets from the template is its contents
+# (schema, rows, sequence values, object owners: ``postgres``, as migrate made them) and what the template got
+# from template1 (encoding, locale); not the template's owner, connection flag, ACL, comment or settings, which
+# CREATE DATABASE sets afresh: the copy is the database pg_shop used to build (checked against one built the old
+# way: the same pg_database row, pg_dump and sequences; only django_migrations.applied holds this build's times).
+# The default strategy (WAL_LOG on PostgreSQL 15) copies this small database faster than STRATEGY FILE_COPY
+# (about 0.11 s against 0.15 s here), which also forces two checkpoints, so none is named.
+
+TEMPLATE_PREFIX = "dbsnap_t_tpl_"
+_TEMPLATE_LOCK = 0x64627374  # advisory lock class of the templates; the second key is hashtext(name)
+
+
+def _lock_template(c: psycopg.Connection, name: str) -> bool:
+    return c.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_TEMPLATE_LOCK, name)).fetchone()[0]
+
+
+def drop_stale_templates(c: psycopg.Connection) -> list[str]:
+    """Drop the templates of test sessions that are gone (killed before their teardown), and only those.
+
+    Each session holds an advisory lock on its template's name, on a connection of its own, from before it creates
+    the template to after it drops it; the server releases it when that session's connection ends, however it
+    ends. A template whose lock can be taken has no live session: nothing can be using it. One whose lock is held
+    belongs to a session running now (another worktree's, say) and is left alone."""
+    dropped = []
+    like = TEMPLATE_PREFIX.replace("_", r"\_") + "%"
+    for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (like,)).fetchall():
+        if _lock_template(c, name):
+            try:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                dropped.append(name)
+            finally:
+                c.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_TEMPLATE_LOCK, name))
+    return dropped
+
+
+def _wait_for_no_connections(c: psycopg.Connection, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"template {name} still has connections after {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def pg_seeded_template(pg_server, tmp_path_factory) -> str:
+    """A PostgreSQL database migrated and seeded once per session (as pg_shop's was), closed to connections, for
+    pg_shop to copy; dropped at the end of the session (also after Ctrl-C; after a kill, by the next session)."""
+    keeper = _pg_admin()  # holds the template's lock for the whole session
+    try:
+        drop_stale_templates(keeper)
+        name = f"{TEMPLATE_PREFIX}{secrets.token_hex(4)}"
+        while not _lock_template(keeper, name):  # a hash shared with a live session's template: another name
+            name = f"{TEMPLATE_PREFIX}{secrets.token_hex(4)}"
+        keeper.execute(f'CREATE DATABASE "{name}"')
+        try:
+            seeded(pg_project(tmp_path_factory.mktemp("pg-seeded") / "shop", name))
+            # No connection may be open while it is copied, and none can be made (nothing can change it).
+            keeper.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            _wait_for_no_connections(keeper, name)
+            yield name
+        finally:
+            keeper.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        keeper.close()
 
 
 @pytest.fixture
@@ -242,12 +341,11 @@ def pg_db(pg_server) -> str:
 
 
 @pytest.fixture
-def pg_shop(tmp_path: Path, pg_db: str) -> Project:
-    """The example project on its own PostgreSQL database, migrated and seeded; settings read from .env."""
-    p = pg_project(tmp_path / "shop", pg_db)
-    p.manage("migrate", "-v0")
-    p.manage("seed", "--scale", "1")
-    return p
+def pg_shop(tmp_path: Path, pg_seeded_template: str) -> Project:
+    """The example project on its own PostgreSQL database, migrated and seeded (a copy of the session's seeded
+    template); settings read from .env. The database is dropped (with any dbsnap scratch copies) afterwards."""
+    with fresh_pg_database(template=pg_seeded_template) as name:
+        yield pg_project(tmp_path / "shop", name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

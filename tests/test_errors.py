@@ -28,6 +28,7 @@ from conftest import (
     PG,
     Project,
     child_env,
+    copy_seeded_sqlite,
     fresh_pg_database,
     pg_project,
     server_major,
@@ -124,27 +125,27 @@ def break_state(p: Project) -> None:
 
 
 # -- shared projects -----------------------------------------------------------------------------------------
-# The tests below that must change nothing share one project per engine (built like conftest's sqlite_shop and
-# pg_shop, once per module, to keep the file fast): snapshot 'pre-reset' saved, then the state moved on, so a
-# rollback that went ahead would change both database and files. Each test checks against its own start.
+# The tests below that must change nothing share one project per engine (made like conftest's sqlite_shop and
+# pg_shop, from the session's seeded database, once per module, to keep the file fast): snapshot 'pre-reset'
+# saved, then the state moved on, so a rollback that went ahead would change both database and files. Each test
+# checks against its own start.
 
 
 def _saved_and_moved_on(p: Project) -> Project:
-    p.manage("migrate", "-v0")
-    p.manage("seed", "--scale", "1")
     p.ok("save", "pre-reset")
     break_state(p)
     return p
 
 
 @pytest.fixture(scope="module")
-def sqlite_saved(tmp_path_factory) -> Project:
-    return _saved_and_moved_on(sqlite_project(tmp_path_factory.mktemp("sqlite") / "shop"))
+def sqlite_saved(tmp_path_factory, sqlite_seeded_db: Path) -> Project:
+    p = sqlite_project(tmp_path_factory.mktemp("sqlite") / "shop")
+    return _saved_and_moved_on(copy_seeded_sqlite(sqlite_seeded_db, p))
 
 
 @pytest.fixture(scope="module")
-def pg_saved(tmp_path_factory, pg_server) -> Project:
-    with fresh_pg_database() as name:
+def pg_saved(tmp_path_factory, pg_server, pg_seeded_template: str) -> Project:
+    with fresh_pg_database(template=pg_seeded_template) as name:
         yield _saved_and_moved_on(pg_project(tmp_path_factory.mktemp("pg") / "shop", name))
 
 
