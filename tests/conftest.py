@@ -204,7 +204,7 @@ def seeded(p: Project) -> Project:
 def sqlite_seeded_db(tmp_path_factory) -> Path:
     """The example project's db.sqlite3 migrated and seeded once per session, for sqlite_shop to copy: ``seed`` is
     deterministic and nothing in the database depends on the project's path, so a copy is the database each
-    test used to build for itself (two seconds of child processes). Only the timestamps Django writes in
+    test used to build for itself (about a second of child processes). Only the timestamps Django writes in
     django_migrations.applied are those of this build instead of the test's own; nothing reads them."""
     p = seeded(sqlite_project(tmp_path_factory.mktemp("sqlite-seeded") / "shop"))
     db = p.root / "db.sqlite3"
@@ -272,13 +272,14 @@ def fresh_pg_database(owner: str | None = None, template: str | None = None):
 
 # -- the session's seeded PostgreSQL template -----------------------------------------------------------------
 # Migrating and seeding a database takes two child processes and about two seconds; CREATE DATABASE ... TEMPLATE
-# copies a seeded one in well under a tenth of that. What the copy gets from the template is its contents
+# copies a seeded one in 0.05-0.5 s. What the copy gets from the template is its contents
 # (schema, rows, sequence values, object owners: ``postgres``, as migrate made them) and what the template got
 # from template1 (encoding, locale); not the template's owner, connection flag, ACL, comment or settings, which
 # CREATE DATABASE sets afresh: the copy is the database pg_shop used to build (checked against one built the old
 # way: the same pg_database row, pg_dump and sequences; only django_migrations.applied holds this build's times).
-# The default strategy (WAL_LOG on PostgreSQL 15) copies this small database faster than STRATEGY FILE_COPY
-# (about 0.11 s against 0.15 s here), which also forces two checkpoints, so none is named.
+# The default strategy (WAL_LOG on PostgreSQL 15) copies this small database faster than STRATEGY FILE_COPY,
+# which forces two checkpoints (0.11 s against 0.15 s alone; test_clone+jobs+verify took 62 s against 68-74 s),
+# so none is named (which also keeps the statement valid before PostgreSQL 15).
 
 TEMPLATE_PREFIX = "dbsnap_t_tpl_"
 _TEMPLATE_LOCK = 0x64627374  # advisory lock class of the templates; the second key is hashtext(name)
