@@ -43,16 +43,19 @@ def _name(node: ast.AST) -> str:
     return type(node).__name__
 
 
+def _assigned(tree: ast.Module, name: str) -> list[ast.expr]:
+    """The values assigned to ``name`` (``name = ...``) anywhere in a migration file, in file order."""
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+    ]
+
+
 def _operations(tree: ast.Module) -> list[ast.expr]:
     """The elements of ``operations = [...]`` in the Migration class (or at module level)."""
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "operations" for t in node.targets)
-            and isinstance(node.value, ast.List | ast.Tuple)
-        ):
-            return list(node.value.elts)
-    return []
+    lists = [v for v in _assigned(tree, "operations") if isinstance(v, ast.List | ast.Tuple)]
+    return list(lists[0].elts) if lists else []
 
 
 def _detail(call: ast.Call) -> str:
@@ -119,14 +122,13 @@ def _replaces(path: Path) -> list[Row]:
         tree = ast.parse(path.read_text(errors="replace"), filename=str(path))
     except (SyntaxError, ValueError, OSError):
         return []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "replaces" for t in node.targets):
-            try:
-                value = ast.literal_eval(node.value)
-                return [row(r) for r in value]
-            except (ValueError, TypeError):
-                return []
-    return []
+    values = _assigned(tree, "replaces")
+    if not values:
+        return []
+    try:
+        return [row(r) for r in ast.literal_eval(values[0])]
+    except (ValueError, TypeError):
+        return []
 
 
 def disk_migrations(root: Path, folders: Iterable[tuple[str, str]]) -> dict[Row, list[Row]]:
