@@ -67,6 +67,11 @@ class StoreLocked(DbsnapError):
 
 
 class Interrupted(DbsnapError):
-    """The user pressed Ctrl-C; whatever was half-done has been undone."""
+    """Ctrl-C, SIGTERM or SIGHUP arrived; whatever was half-done has been undone. Exit 128 + the signal number:
+    130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP)."""
 
     exit_code = 130
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 130) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ... import faults
+from ... import faults, procs
 from ...errors import ExternalError, IntegrityError, RollbackError
 from ...store.archive import decompress_to, decompressed_chunks
 from ..base import Progress, first_line, read_tail, run, stderr_file
@@ -177,7 +177,7 @@ class RestoreMixin:
     def _feed(self, argv: list[str], payload: Path, progress: Progress | None, env: dict, what: str, head: str = ""):
         """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError if it fails."""
         with stderr_file() as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+            proc = procs.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
             assert proc.stdin is not None
             try:
                 try:
@@ -190,8 +190,7 @@ class RestoreMixin:
                     pass  # the tool stopped reading: its exit code and stderr say why
                 rc = proc.wait()
             except BaseException:
-                proc.kill()
-                proc.wait()
+                procs.kill(proc)
                 raise
             if rc != 0:
                 raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
