@@ -375,6 +375,7 @@ def _fail(
     else:
         why = str(exc) or type(exc).__name__
     output = exc.output if isinstance(exc, StepFailed) else ""
+    stopped = procs.exit_code(exc) if isinstance(exc, KeyboardInterrupt) else 0  # a signal's exit code
     if journal is None:  # the journal could not even be written: nothing after the snapshot was done
         state = f"nothing was changed; the safety snapshot {p.safety_name} was kept"
     elif not opts.auto_rollback:
@@ -387,12 +388,18 @@ def _fail(
             state = f"rolled back to the safety snapshot {p.safety_name}: database and migration files are as before"
         except BaseException as e:  # report the state whatever went wrong
             msg = e.message if isinstance(e, DbsnapError) else (_os_error(e) if isinstance(e, OSError) else str(e))
+            if isinstance(e, (Interrupted, KeyboardInterrupt)):
+                stopped = e.exit_code if isinstance(e, Interrupted) else procs.exit_code(e)
             kept = ctx.store.read_journal() is not None
-            state = f"the automatic rollback failed too ({msg}); " + (
-                f"the journal is kept: the next dbsnap command rolls back to {p.safety_name} again"
-                if kept
-                else f"restore with: dbsnap rollback {p.safety_name}"
-            )
+            if kept:  # the rollback was undone in order and the reset's journal is back
+                state = (
+                    f"the automatic rollback to {p.safety_name} did not complete ({msg.split('; ')[0]}); the "
+                    f"reset's journal is kept: the next dbsnap command rolls back to {p.safety_name} again"
+                )
+            else:
+                state = f"the automatic rollback failed too ({msg}); restore with: dbsnap rollback {p.safety_name}"
     if isinstance(exc, KeyboardInterrupt):
-        return Interrupted(f"reset {why} at {where}; {state}", exit_code=procs.exit_code(exc))
+        return Interrupted(f"reset {why} at {where}; {state}", exit_code=stopped)
+    if stopped:  # the automatic rollback was stopped by a signal: exit as the signal says
+        return Interrupted(f"reset failed at {where}: {why}; {state}", hint=_tail(output), exit_code=stopped)
     return ResetError(f"reset failed at {where}: {why}; {state}", hint=_tail(output))

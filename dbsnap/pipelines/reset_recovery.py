@@ -8,7 +8,7 @@ database and migration folders are rolled back to the reset's safety snapshot, a
 from __future__ import annotations
 
 from ..context import Context
-from ..errors import ConfigError, DbsnapError, ResetError
+from ..errors import ConfigError, DbsnapError, Interrupted, ResetError
 from ..report import Reporter
 from . import reset_journal as rj
 from .reset import ResetPlan, ResetResult, StepFailed, changing_steps, rollback_to_safety
@@ -76,6 +76,12 @@ def recover_pending(ctx: Context, journal: dict) -> str:
     loud, ctx.reporter = ctx.reporter, Reporter()
     try:
         rollback_to_safety(ctx, journal)
+    except Interrupted as e:
+        raise Interrupted(
+            f"recovering an interrupted reset (stopped {where}): {e.message.split('; ')[0]}; the reset's journal "
+            f"is kept: the next dbsnap command rolls it back to {name}",
+            exit_code=e.exit_code,
+        ) from None
     except DbsnapError as e:
         raise ResetError(
             f"an interrupted reset (stopped {where}) could not be rolled back to {name}: {e.message}",
