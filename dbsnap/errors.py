@@ -6,6 +6,15 @@ prints. Every message is one line that names what went wrong; ``hint`` says what
 
 from __future__ import annotations
 
+import errno
+
+
+def os_error_text(e: OSError) -> str:
+    """An OSError in words: ``no space left on device (path)`` for a full disk or quota, else its strerror."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on device ({e.filename or 'the store'})"
+    return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+
 
 class DbsnapError(Exception):
     """Base class: an expected failure with a one-line message and an exit code."""

@@ -54,6 +54,11 @@ def cli(cctx: click.Context, **kwargs) -> None:
       dbsnap rollback pre-reset    # both back, together, all or nothing
     """
     cctx.obj = Obj(**kwargs)
+    _COMMAND["name"] = cctx.invoked_subcommand
+
+
+# The command being run, for the error boundary's wording.
+_COMMAND: dict[str, str | None] = {"name": None}
 
 
 # Each command module defines plain click commands; they are registered here, so no module imports this one.
@@ -160,8 +165,10 @@ def _main(argv: list[str] | None) -> int:
         click.echo(f"error: interrupted by {procs.signal_name(e)}; nothing was left half-done", err=True)
         return procs.exit_code(e)
     except OSError as e:
-        if e.errno == errno.ENOSPC:
-            click.echo(f"error: no space left on device ({e.filename or 'store'}); nothing was saved", err=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Only a save can promise "nothing was saved"; rollback and reset describe their own state.
+            what = "; nothing was saved" if _COMMAND.get("name") == "save" else ""
+            click.echo(f"error: no space left on device ({e.filename or 'store'}){what}", err=True)
         else:
             click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
         if os.environ.get("DBSNAP_DEBUG"):

@@ -6,7 +6,6 @@ to it when a step fails (unless the caller asks not to): database and migration 
 
 from __future__ import annotations
 
-import errno
 import shlex
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from .. import faults, procs
 from ..context import Context
-from ..errors import ConfigError, DbsnapError, Interrupted, ResetError, UsageError
+from ..errors import ConfigError, DbsnapError, Interrupted, ResetError, UsageError, os_error_text
 from ..project.databases import Database
 from ..project.discovery import MigrationFolder
 from ..project.manage_steps import debug_from_manage, manage, verify_state
@@ -284,7 +283,7 @@ def run(
         raise _interrupted(e, f"at [2/{len(STEPS)}] safety snapshot; nothing was changed") from None
     except OSError as e:
         raise ResetError(
-            f"reset failed at [2/{len(STEPS)}] safety snapshot: {_os_error(e)}; nothing was changed "
+            f"reset failed at [2/{len(STEPS)}] safety snapshot: {os_error_text(e)}; nothing was changed "
             "(the database and migration files were not touched, no snapshot was kept)"
         ) from e
     steps = changing_steps(ctx, p, result)
@@ -339,12 +338,6 @@ def _tail(output: str, lines: int = 12) -> str | None:
     return "\n".join(rows[-lines:]) if rows else None
 
 
-def _os_error(e: OSError) -> str:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"no space left on device ({e.filename or 'the store'})"
-    return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
-
-
 def _interrupted(exc: BaseException, what: str) -> Interrupted:
     return Interrupted(f"reset interrupted by {procs.signal_name(exc)} {what}", exit_code=procs.exit_code(exc))
 
@@ -371,7 +364,7 @@ def _fail(
     elif isinstance(exc, DbsnapError):
         why = exc.message
     elif isinstance(exc, OSError):
-        why = _os_error(exc)
+        why = os_error_text(exc)
     else:
         why = str(exc) or type(exc).__name__
     output = exc.output if isinstance(exc, StepFailed) else ""
@@ -387,7 +380,7 @@ def _fail(
             rollback_to_safety(ctx, journal)
             state = f"rolled back to the safety snapshot {p.safety_name}: database and migration files are as before"
         except BaseException as e:  # report the state whatever went wrong
-            msg = e.message if isinstance(e, DbsnapError) else (_os_error(e) if isinstance(e, OSError) else str(e))
+            msg = e.message if isinstance(e, DbsnapError) else (os_error_text(e) if isinstance(e, OSError) else str(e))
             if isinstance(e, (Interrupted, KeyboardInterrupt)):
                 stopped = e.exit_code if isinstance(e, Interrupted) else procs.exit_code(e)
             kept = ctx.store.read_journal() is not None

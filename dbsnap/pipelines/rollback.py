@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import faults, procs
 from ..context import Context
 from ..engines.base import Engine
-from ..errors import ConfigError, DbsnapError, Interrupted, RollbackError
+from ..errors import ConfigError, DbsnapError, Interrupted, RollbackError, os_error_text
 from ..project.databases import Database
 from ..settings import restore_jobs
 from ..store.archive import list_folder, unpack_folders
@@ -281,7 +281,13 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
     if p.safety:
         safety_name = unique_name(ctx, "pre-rollback")
         ctx.reporter.step(f"safety snapshot of the current state: {safety_name}")
-        take_snapshot(ctx, safety_name, origin="pre-rollback", note=f"before rollback to {snap.name}")
+        try:
+            take_snapshot(ctx, safety_name, origin="pre-rollback", note=f"before rollback to {snap.name}")
+        except OSError as e:  # a full store: say what it means for the rollback, not for a save
+            raise RollbackError(
+                f"rollback to {snap.name!r} failed while taking the safety snapshot: {os_error_text(e)}; "
+                "nothing was changed (no safety snapshot was kept)"
+            ) from e
     root = ctx.project.root
     engines = [ctx.engine(db) for db in p.databases]
     journal: dict = {
@@ -295,9 +301,15 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
     }
     if outer is not None:
         journal["outer"] = outer
-    for f in journal["folders"]:
-        remove_tree(Path(f["staged"]))
-    ctx.store.write_journal(journal)
+    try:
+        for f in journal["folders"]:
+            remove_tree(Path(f["staged"]))
+        ctx.store.write_journal(journal)
+    except OSError as e:
+        kept = f" (the safety snapshot {safety_name} was kept)" if safety_name else ""
+        raise RollbackError(
+            f"rollback to {snap.name!r} failed before it began: {os_error_text(e)}; nothing was changed{kept}"
+        ) from e
     warnings: list[str] = []  # what fell back (a clone, a parallel restore): said on stderr and in --json
     try:
         ctx.reporter.step(f"unpacking {len(journal['folders'])} migration folders")
@@ -310,6 +322,9 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
                 state["jobs"] = restore_jobs(ctx.jobs, int(saved.get("raw_bytes") or 0))
                 state["raw_bytes"] = int(saved.get("raw_bytes") or 0)
                 state["spool_dir"] = str(ctx.store.tmp)
+                short = e.spool_shortfall(state) if state["jobs"] > 1 and hasattr(e, "spool_shortfall") else None
+                if short:  # decided before the line that announces the jobs, so it never contradicts it
+                    state["jobs"], state["warning"] = 1, short
             entry = {"alias": e.db.alias, "state": state}
             journal["databases"].append(entry)
             ctx.store.write_journal(journal)
@@ -360,7 +375,12 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
                 f"rollback to {snap.name!r} interrupted by {procs.signal_name(exc)}; {state}",
                 exit_code=procs.exit_code(exc),
             ) from None
-        msg = exc.message if isinstance(exc, DbsnapError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, DbsnapError):
+            msg = exc.message
+        elif isinstance(exc, OSError):
+            msg = os_error_text(exc)
+        else:
+            msg = f"{type(exc).__name__}: {exc}"
         raise RollbackError(
             f"rollback to {snap.name!r} failed: {msg}; {state}",
             hint=f"the safety snapshot {safety_name} holds the state before the rollback" if safety_name else None,

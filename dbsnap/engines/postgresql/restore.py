@@ -146,18 +146,25 @@ class RestoreMixin:
         finally:
             spool.unlink(missing_ok=True)
 
+    @staticmethod
+    def spool_shortfall(state: dict) -> str | None:
+        """Why a parallel restore cannot spool its dump under ``state["spool_dir"]`` (too little room), or None."""
+        folder = Path(state["spool_dir"])
+        need = int(state.get("raw_bytes") or 0)
+        free = shutil.disk_usage(folder).free
+        if need and free < need + SPOOL_HEADROOM:
+            return f"{folder} has {free >> 20} MiB free, a parallel restore needs {need >> 20} MiB there: streaming"
+        return None
+
     def _spool(self, payload: Path, state: dict, progress: Progress | None) -> Path | None:
         """Decompress the payload into a private file under ``state["spool_dir"]`` (the store's ``.tmp``, cleaned
         by the next locked run if this one is killed): ``pg_restore --jobs`` must seek, so it cannot read a pipe.
         None, with ``state["jobs"]`` set back to 1 and a warning, when there is no room: the restore is streamed."""
         folder = Path(state["spool_dir"])
-        need = int(state.get("raw_bytes") or 0)
-        free = shutil.disk_usage(folder).free
-        if need and free < need + SPOOL_HEADROOM:
+        short = self.spool_shortfall(state)
+        if short:
             state["jobs"] = 1
-            state["warning"] = (
-                f"{folder} has {free >> 20} MiB free, a parallel restore needs {need >> 20} MiB there: streaming"
-            )
+            state["warning"] = short
             return None
         spool = folder / f"restore-{self.db.alias}-{secrets.token_hex(4)}.dump"
         try:
