@@ -46,7 +46,7 @@ POINTS = [
     ("nested:auto-rollback", "old"),  # migrate fails, the automatic rollback is killed half-way
     ("nested:recovery", "old"),  # killed after the drop, then the recovering command is killed too
 ]
-MAIN = {"child:migrate", "reset.after-migrate", "nested:recovery"}  # nested:recovery begins with a kill after the drop
+MAIN = {"child:after", "reset.after-migrate", "nested:recovery"}  # nested:recovery begins with a kill after the drop
 SIGTERM_MAIN = {"child:migrate"}
 
 
@@ -166,10 +166,12 @@ os.execv(sys.executable, [sys.executable, "manage.py", *sys.argv[1:]])
 def run_point(p: Project, point: str, sig: int, tmp_path: Path) -> subprocess.CompletedProcess:
     env: dict = {}
     if point == "child:after":
-        # A slow after-reset step (a manage.py command that sleeps) so there is time to catch it running.
+        # A slow, silent after-reset step (a manage.py command that sleeps, printing nothing): a child that
+        # writes dies on the closed pipe anyway when dbsnap is killed; this one only dies if dbsnap kills it.
         with open(p.root / "pyproject.toml", "a") as f:
             f.write(
-                '\n[tool.dbsnap.reset]\nafter = ["shell -c \\"import time; time.sleep(20)  # dbsnap-test-after\\""]\n'
+                "\n[tool.dbsnap.reset]\n"
+                'after = ["shell -v 0 -c \\"import time; time.sleep(20)  # dbsnap-test-after\\""]\n'
             )
     if point.startswith("child:"):
         return kill_when_child_runs(p, point.split(":", 1)[1], sig, env)
@@ -250,3 +252,14 @@ def test_sigterm_of_reset_undoes_it(shop: Project, point: str, expect: str, tmp_
 
 def test_sighup_of_reset_undoes_it_and_exits_129(sqlite_shop: Project, tmp_path: Path) -> None:
     check_point(sqlite_shop, "child:makemigrations", "old", signal.SIGHUP, tmp_path)
+
+
+@pytest.mark.sweep
+def test_kill9_of_a_no_auto_rollback_reset_is_said_not_undone(sqlite_shop: Project) -> None:
+    p = sqlite_shop
+    res = p.dbsnap("reset", "--yes", "--no-auto-rollback", env={"DBSNAP_FAULT": "reset.after-drop-database-objects"})
+    assert res.returncode == -signal.SIGKILL
+    nxt = p.dbsnap("status")
+    assert "--no-auto-rollback) left the database and migration files half-reset" in nxt.stderr, nxt.stderr
+    assert "roll back with: dbsnap rollback pre-reset-" in nxt.stderr
+    assert not (p.store / ".journal.json").exists()
