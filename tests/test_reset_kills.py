@@ -263,3 +263,28 @@ def test_kill9_of_a_no_auto_rollback_reset_is_said_not_undone(sqlite_shop: Proje
     assert "--no-auto-rollback) left the database and migration files half-reset" in nxt.stderr, nxt.stderr
     assert "roll back with: dbsnap rollback pre-reset-" in nxt.stderr
     assert not (p.store / ".journal.json").exists()
+
+
+def test_killed_reset_whose_verify_now_fails_is_rolled_back(sqlite_shop: Project) -> None:
+    """Killed after migrate, then a model changed before the next command: finishing (verify) fails, so the
+    reset is rolled back instead, and the one line says both."""
+    p = sqlite_shop
+    before = (p.fingerprint(), p.migration_files())
+    res = p.dbsnap("reset", "--yes", env={"DBSNAP_FAULT": "reset.after-migrate"})
+    assert res.returncode == -signal.SIGKILL
+    models = p.root / "catalog" / "models.py"
+    text = models.read_text()
+    models.write_text(
+        text.replace(
+            "class Product(models.Model):",
+            "class Product(models.Model):\n    extra = models.IntegerField(default=0)",
+            1,
+        )
+    )
+    nxt = p.dbsnap("status")
+    said = [ln for ln in nxt.stderr.splitlines() if ln.startswith("warning: an interrupted reset")]
+    assert len(said) == 1 and "finishing it failed" in said[0] and "rolled back to its safety snapshot" in said[0], (
+        nxt.stderr
+    )
+    models.write_text(text)
+    assert (p.fingerprint(), p.migration_files()) == before

@@ -74,7 +74,8 @@ def remaining(journal: dict) -> list[str]:
 
 
 def finishable(journal: dict) -> bool:
-    """Whether every step not yet completed may simply be run (again): then the reset is finished, not undone."""
+    """Whether every step not yet completed may simply be run (again), as the journal says (for ``doctor``'s
+    report; recovery itself judges by the step list of the code that runs it, never by flags read from disk)."""
     if journal.get("rolling_back"):
         return False
     rerun = {s["name"]: bool(s.get("rerunnable")) for s in journal.get("steps", [])}

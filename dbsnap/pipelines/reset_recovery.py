@@ -8,10 +8,11 @@ database and migration folders are rolled back to the reset's safety snapshot, a
 from __future__ import annotations
 
 from ..context import Context
+from ..engines.base import first_line
 from ..errors import ConfigError, DbsnapError, Interrupted, ResetError
 from ..report import Reporter
 from . import reset_journal as rj
-from .reset import ResetPlan, ResetResult, StepFailed, changing_steps, rollback_to_safety
+from .reset import ResetPlan, ResetResult, Step, changing_steps, rollback_to_safety
 
 
 def _plan_from_journal(ctx: Context, journal: dict) -> ResetPlan:
@@ -29,13 +30,18 @@ def _plan_from_journal(ctx: Context, journal: dict) -> ResetPlan:
     )
 
 
-def _finish(ctx: Context, journal: dict) -> None:
+def _finishable(steps: list[Step], journal: dict) -> bool:
+    """Whether every step not completed is re-runnable, as this code (not the journal on disk) defines them."""
+    rerun = {s.name: s.rerunnable for s in steps}
+    return not journal.get("rolling_back") and all(rerun.get(n, False) for n in rj.remaining(journal))
+
+
+def _finish(ctx: Context, journal: dict, steps: list[Step]) -> None:
     """Run the steps a killed reset had left (all re-runnable checks), journaling each as the reset did."""
-    p = _plan_from_journal(ctx, journal)
     left = set(rj.remaining(journal))
     loud, ctx.reporter = ctx.reporter, Reporter()
     try:
-        for s in changing_steps(ctx, p, ResetResult(safety_snapshot=p.safety_name)):
+        for s in steps:
             if s.name in left:
                 rj.started(ctx.store, journal, s.name)
                 s.fn()
@@ -60,12 +66,13 @@ def recover_pending(ctx: Context, journal: dict) -> str:
         )
         return "left"
     why = ""
-    if rj.finishable(journal):
+    steps = changing_steps(ctx, _plan_from_journal(ctx, journal), ResetResult(safety_snapshot=name))
+    if _finishable(steps, journal):
         ctx.reporter.step(f"finishing an interrupted reset (stopped {where})")
         try:
-            _finish(ctx, journal)
-        except (DbsnapError, StepFailed) as e:
-            why = f"; finishing it failed ({e})"
+            _finish(ctx, journal, steps)
+        except Exception as e:  # any failure of a check: the reset is rolled back instead, and that is said
+            why = f"; finishing it failed ({e.message if isinstance(e, DbsnapError) else first_line(e)})"
         else:
             ctx.reporter.warn(
                 f"an interrupted reset (stopped {where}) was found and finished: migrations regenerated, "
