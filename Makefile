@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := dbsnap tests bench examples
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo
+.PHONY: venv test test-faults lint demo
 
 venv: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# The whole kill -9 / SIGTERM sweep (tests marked `sweep`), including the main suite's subset of it.
+test-faults: venv
+	$(VENV)/bin/python -m pytest -q -m '' tests/test_reset_kills.py $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)

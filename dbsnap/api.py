@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .context import Context
 from .errors import DbsnapError, IntegrityError, SnapshotNotFound, UsageError
 from .pipelines import prune as pr
+from .pipelines import recovery
 from .pipelines import reset as rs
 from .pipelines import rollback as rb
 from .pipelines import verify as vf
@@ -48,13 +49,13 @@ def _held(ctx: Context, command: str) -> Iterator[None]:
         if info["took_over"]:
             ctx.reporter.warn(f"took over the stale lock of {locking.describe_owner(info['took_over'])}")
         if ctx.store.read_journal():
-            rb.recover_pending(ctx)
+            recovery.recover_pending(ctx)
         ctx.store.clean_tmp()
         yield
 
 
 def recover_if_needed(ctx: Context) -> None:
-    """Read-only verbs too finish or undo a killed rollback first, so nobody looks at a half state."""
+    """Read-only verbs too finish or undo a killed rollback or reset first, so nobody looks at a half state."""
     if ctx.store.read_journal():
         with locked(ctx, "recover"):
             pass

@@ -6,6 +6,15 @@ prints. Every message is one line that names what went wrong; ``hint`` says what
 
 from __future__ import annotations
 
+import errno
+
+
+def os_error_text(e: OSError) -> str:
+    """An OSError in words: ``no space left on device (path)`` for a full disk or quota, else its strerror."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on device ({e.filename or 'the store'})"
+    return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+
 
 class DbsnapError(Exception):
     """Base class: an expected failure with a one-line message and an exit code."""
@@ -67,6 +76,11 @@ class StoreLocked(DbsnapError):
 
 
 class Interrupted(DbsnapError):
-    """The user pressed Ctrl-C; whatever was half-done has been undone."""
+    """Ctrl-C, SIGTERM or SIGHUP arrived; whatever was half-done has been undone. Exit 128 + the signal number:
+    130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP)."""
 
     exit_code = 130
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 130) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code

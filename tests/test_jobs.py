@@ -79,6 +79,7 @@ def test_no_room_to_spool_streams_instead(pg_shop: Project, small_store_disk: Pa
         "--store", str(store), "rollback", "base", "--yes", "--jobs", "2", "--no-safety-snapshot", "--json"
     )
     assert "a parallel restore needs" in res.stderr and "streaming" in res.stderr
+    assert " jobs)" not in res.stderr  # the restore line never announces jobs the restore then does not use
     assert any("a parallel restore needs" in w for w in json.loads(res.stdout)["warnings"])
     assert pg_shop.fingerprint() == before
     assert list((store / ".tmp").iterdir()) == []

@@ -31,6 +31,7 @@ LAYERS = {
     "dbsnap.report": 1,
     "dbsnap.errors": 1,
     "dbsnap.faults": 1,
+    "dbsnap.procs": 1,  # child processes in their own group, dying with dbsnap; SIGTERM/SIGHUP like Ctrl-C
     "dbsnap": 0,  # the package face: __version__ only
 }
 

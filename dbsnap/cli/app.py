@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from .. import __version__
-from ..errors import DbsnapError, Interrupted
+from .. import __version__, procs
+from ..errors import DbsnapError
 from . import compare, doctor, maintenance, reset, rollback, snapshots
 from .common import Obj
 
@@ -54,6 +54,11 @@ def cli(cctx: click.Context, **kwargs) -> None:
       dbsnap rollback pre-reset    # both back, together, all or nothing
     """
     cctx.obj = Obj(**kwargs)
+    _COMMAND["name"] = cctx.invoked_subcommand
+
+
+# The command being run, for the error boundary's wording.
+_COMMAND: dict[str, str | None] = {"name": None}
 
 
 # Each command module defines plain click commands; they are registered here, so no module imports this one.
@@ -139,12 +144,22 @@ for _command in COMMANDS:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every expected failure into one line on stderr and an exit code."""
+    procs.install_signal_handlers()
+    try:
+        return _main(argv)
+    finally:
+        procs.kill_all()  # no child outlives the command, whatever ended it
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="dbsnap", standalone_mode=False)
         return 0
-    except click.exceptions.Abort:
-        click.echo("error: interrupted", err=True)
-        return Interrupted.exit_code
+    except click.exceptions.Abort as e:
+        # click turns a KeyboardInterrupt (our SIGTERM/SIGHUP too) outside any pipeline into Abort.
+        cause = e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else KeyboardInterrupt()
+        click.echo(f"error: interrupted by {procs.signal_name(cause)}", err=True)
+        return procs.exit_code(cause)
     except click.ClickException as e:
         e.show()
         return e.exit_code
@@ -153,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             click.echo(f"hint: {e.hint}", err=True)
         return e.exit_code
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; nothing was left half-done", err=True)
-        return Interrupted.exit_code
+    except KeyboardInterrupt as e:
+        click.echo(f"error: interrupted by {procs.signal_name(e)}; nothing was left half-done", err=True)
+        return procs.exit_code(e)
     except OSError as e:
-        if e.errno == errno.ENOSPC:
-            click.echo(f"error: no space left on device ({e.filename or 'store'}); nothing was saved", err=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Only a save can promise "nothing was saved"; rollback and reset describe their own state.
+            what = "; nothing was saved" if _COMMAND.get("name") == "save" else ""
+            click.echo(f"error: no space left on device ({e.filename or 'store'}){what}", err=True)
         else:
             click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
         if os.environ.get("DBSNAP_DEBUG"):

@@ -8,7 +8,7 @@ import click
 
 from .. import api
 from ..errors import UsageError
-from ..pipelines.reset import ResetOptions
+from ..pipelines.reset import FAILED, STEPS, ResetOptions
 from . import render
 from .common import Obj, json_opt, out
 
@@ -52,8 +52,13 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
         if quiet:
             return
         if secs is None:
-            click.echo(f"[{i}/7] {name} ... ", nl=False, err=True)
+            click.echo(f"[{i}/{len(STEPS)}] {name} ... ", nl=False, err=True)
             pending["open"] = True
+        elif secs == FAILED:
+            # Closed here, before the automatic rollback says what it does on lines of its own.
+            if pending["open"]:
+                click.echo("failed", err=True)
+            pending["open"] = False
         else:
             click.echo(f"done ({secs:.1f} s)", err=True)
             pending["open"] = False

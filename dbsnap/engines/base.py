@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from .. import procs
 from ..errors import ExternalError
 from ..project.databases import Database
 from ..store.archive import PayloadInfo
@@ -132,7 +133,7 @@ def tool_command(env: dict[str, str], var: str, default: str, bin_dir: str | Non
 def run(argv: list[str], env: dict[str, str], what: str, timeout: float | None = None) -> str:
     """Run a tool to completion and return its stdout; ExternalError with the tail of stderr on failure."""
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = procs.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
     except FileNotFoundError as e:
         raise ExternalError(f"{what}: {argv[0]} not found") from e
     except subprocess.TimeoutExpired as e:

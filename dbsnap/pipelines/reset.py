@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
 
-from .. import faults
+from .. import faults, procs
 from ..context import Context
-from ..errors import ConfigError, DbsnapError, ResetError, UsageError
+from ..errors import ConfigError, DbsnapError, Interrupted, ResetError, UsageError, os_error_text
 from ..project.databases import Database
 from ..project.discovery import MigrationFolder
 from ..project.manage_steps import debug_from_manage, manage, verify_state
@@ -24,6 +24,7 @@ from ..report import Reporter
 from ..settings import read_pyproject
 from ..store.fsutil import remove_tree
 from ..store.snapshots import validate_name
+from . import reset_journal as rj
 from . import rollback as rb
 from .save import take_snapshot, unique_name
 
@@ -173,30 +174,91 @@ def _check(out, what: str) -> str:
     return out.stdout
 
 
+@dataclass
+class Step:
+    """One step after the safety snapshot. ``rerunnable``: running it again after a kill is safe (a read-only
+    check, or nothing to do), so a reset killed when only such steps were left is finished rather than undone."""
+
+    name: str
+    fn: Callable[[], object]
+    rerunnable: bool = False
+
+
+# ``on_step(i, name, secs)``: secs None when step i starts, its duration when it is done, FAILED when it failed
+# (said before the automatic rollback reports its own lines).
+FAILED = -1.0
+
+
+def changing_steps(ctx: Context, p: ResetPlan, result: ResetResult) -> list[Step]:
+    """The steps after the safety snapshot, in order; each is journaled before it is taken."""
+    project = ctx.project
+
+    def regenerate() -> None:
+        for f in p.folders:
+            delete_migration_modules(project.root, f.path)
+        faults.point("reset.during-regenerate")
+        _check(manage(project, "makemigrations", "--noinput", *[f.app for f in p.folders]), "makemigrations")
+        for f in p.folders:
+            result.migrations[f.app] = sorted(
+                x.name for x in (project.root / f.path).glob("*.py") if x.name != "__init__.py"
+            )
+
+    return [
+        Step("drop database objects", lambda: [ctx.engine(db).drop_everything() for db in p.databases]),
+        Step("regenerate migrations", regenerate),
+        Step(
+            "migrate",
+            lambda: [
+                _check(manage(project, "migrate", "--noinput", "--run-syncdb", "--database", db.alias), "migrate")
+                for db in p.databases
+            ],
+        ),
+        Step(
+            "after-reset steps",
+            lambda: [_check(manage(project, *cmd), "manage.py " + " ".join(cmd)) for cmd in p.after],
+            rerunnable=not p.after,  # createsuperuser or loaddata twice is not the same as once
+        ),
+        Step("verify", lambda: verify(ctx, p), rerunnable=True),
+    ]
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "-")
+
+
 def run(
     ctx: Context,
     p: ResetPlan,
     opts: ResetOptions,
     on_step: Callable[[int, str, float | None], None] | None = None,
 ) -> ResetResult:
-    """Carry out a confirmed plan; the caller holds the store lock."""
-    project = ctx.project
+    """Carry out a confirmed plan; the caller holds the store lock.
+
+    From the safety snapshot on, every step is recorded in the store's journal before it is taken and after it
+    completes, so a killed reset is rolled back (or finished) by the next dbsnap command.
+    """
     result = ResetResult(safety_snapshot=p.safety_name, lost=p.lost)
     report = on_step or (lambda i, name, secs: None)
     step_no = 0
+    journal: dict | None = None
 
     def step(name: str, fn: Callable[[], object]) -> object:
         nonlocal step_no
         step_no = STEPS.index(name) + 1
         report(step_no, name, None)
         t0 = time.monotonic()
+        if journal is not None:
+            rj.started(ctx.store, journal, name)
+            faults.point(f"reset.before-{_slug(name)}")
         # Each step is one line; the save and rollback machinery underneath stays silent.
         loud, ctx.reporter = ctx.reporter, Reporter()
         try:
             value = fn()
         finally:
             ctx.reporter = loud
-        faults.point(f"reset.after-{name.replace(' ', '-')}")
+        if journal is not None:
+            rj.completed(ctx.store, journal, name)
+        faults.point(f"reset.after-{_slug(name)}")
         secs = time.monotonic() - t0
         result.steps.append((name, secs))
         report(step_no, name, secs)
@@ -205,38 +267,44 @@ def run(
     try:
         step("preflight", lambda: preflight(ctx, p))
     except StepFailed as e:
-        raise ResetError(f"reset failed at [1/7] preflight: {e}; nothing was changed", hint=_tail(e.output)) from e
-    step(
-        "safety snapshot",
-        lambda: take_snapshot(ctx, p.safety_name, origin="pre-reset", pin=True, note="safety snapshot before reset"),
-    )
+        raise ResetError(
+            f"reset failed at [1/{len(STEPS)}] preflight: {e}; nothing was changed", hint=_tail(e.output)
+        ) from e
+    except KeyboardInterrupt as e:
+        raise _interrupted(e, f"at [1/{len(STEPS)}] preflight; nothing was changed") from None
     try:
-        step("drop database objects", lambda: [ctx.engine(db).drop_everything() for db in p.databases])
-
-        def regenerate() -> None:
-            for f in p.folders:
-                delete_migration_modules(project.root, f.path)
-            _check(manage(project, "makemigrations", "--noinput", *[f.app for f in p.folders]), "makemigrations")
-            for f in p.folders:
-                result.migrations[f.app] = sorted(
-                    x.name for x in (project.root / f.path).glob("*.py") if x.name != "__init__.py"
-                )
-
-        step("regenerate migrations", regenerate)
         step(
-            "migrate",
-            lambda: [
-                _check(manage(project, "migrate", "--noinput", "--run-syncdb", "--database", db.alias), "migrate")
-                for db in p.databases
-            ],
+            "safety snapshot",
+            lambda: take_snapshot(
+                ctx, p.safety_name, origin="pre-reset", pin=True, note="safety snapshot before reset"
+            ),
         )
-        step(
-            "after-reset steps",
-            lambda: [_check(manage(project, *cmd), "manage.py " + " ".join(cmd)) for cmd in p.after],
+    except KeyboardInterrupt as e:
+        raise _interrupted(e, f"at [2/{len(STEPS)}] safety snapshot; nothing was changed") from None
+    except OSError as e:
+        raise ResetError(
+            f"reset failed at [2/{len(STEPS)}] safety snapshot: {os_error_text(e)}; nothing was changed "
+            "(the database and migration files were not touched, no snapshot was kept)"
+        ) from e
+    steps = changing_steps(ctx, p, result)
+    try:
+        journal = rj.begin(
+            ctx.store,
+            safety_snapshot=p.safety_name,
+            steps=[(s.name, s.rerunnable) for s in steps],
+            numbering=STEPS,
+            databases=[db.alias for db in p.databases],
+            folders=[[f.app, f.path] for f in p.folders],
+            after=p.after,
+            auto_rollback=opts.auto_rollback,
         )
-        step("verify", lambda: verify(ctx, p))
+        for s in steps:
+            step(s.name, s.fn)
+        ctx.store.clear_journal()
     except BaseException as exc:
-        raise _fail(ctx, p, opts, step_no, exc) from exc
+        if step_no:
+            report(step_no, STEPS[step_no - 1], FAILED)
+        raise _fail(ctx, p, opts, step_no, exc, journal) from exc
     return result
 
 
@@ -270,25 +338,61 @@ def _tail(output: str, lines: int = 12) -> str | None:
     return "\n".join(rows[-lines:]) if rows else None
 
 
-def _fail(ctx: Context, p: ResetPlan, opts: ResetOptions, step_no: int, exc: BaseException) -> DbsnapError:
+def _interrupted(exc: BaseException, what: str) -> Interrupted:
+    return Interrupted(f"reset interrupted by {procs.signal_name(exc)} {what}", exit_code=procs.exit_code(exc))
+
+
+def rollback_to_safety(ctx: Context, journal: dict) -> None:
+    """Put database and migration folders back to the reset's safety snapshot, all or nothing.
+
+    The rollback's own journal carries this reset's journal along: if it is killed too, undoing it brings this
+    journal back, so the next command rolls back again instead of forgetting the half-reset state.
+    """
+    rj.rolling_back(ctx.store, journal)
+    snap = ctx.store.get(journal["safety_snapshot"])
+    ctx.store.verify_checksums(snap)
+    rb.run(ctx, rb.plan(ctx, snap, safety=False, aliases=journal["databases"]), outer=journal)
+
+
+def _fail(
+    ctx: Context, p: ResetPlan, opts: ResetOptions, step_no: int, exc: BaseException, journal: dict | None
+) -> DbsnapError:
     """Roll back to the safety snapshot (unless disabled) and describe what happened."""
-    where = f"[{step_no}/7] {STEPS[step_no - 1]}"
+    where = f"[{step_no}/{len(STEPS)}] {STEPS[step_no - 1]}" if step_no else "after the safety snapshot"
     if isinstance(exc, KeyboardInterrupt):
-        why = "interrupted"
+        why = f"interrupted by {procs.signal_name(exc)}"
     elif isinstance(exc, DbsnapError):
         why = exc.message
+    elif isinstance(exc, OSError):
+        why = os_error_text(exc)
     else:
         why = str(exc) or type(exc).__name__
     output = exc.output if isinstance(exc, StepFailed) else ""
-    if not opts.auto_rollback:
+    stopped = procs.exit_code(exc) if isinstance(exc, KeyboardInterrupt) else 0  # a signal's exit code
+    if journal is None:  # the journal could not even be written: nothing after the snapshot was done
+        state = f"nothing was changed; the safety snapshot {p.safety_name} was kept"
+    elif not opts.auto_rollback:
+        ctx.store.clear_journal()  # the user asked for the state as it is: no later command may undo it
         state = f"left as it is (--no-auto-rollback); roll back with: dbsnap rollback {p.safety_name}"
     else:
         try:
-            snap = ctx.store.get(p.safety_name)
-            ctx.store.verify_checksums(snap)
-            rb.run(ctx, rb.plan(ctx, snap, safety=False))
+            ctx.reporter.step(f"rolling back to the safety snapshot {p.safety_name}")
+            rollback_to_safety(ctx, journal)
             state = f"rolled back to the safety snapshot {p.safety_name}: database and migration files are as before"
         except BaseException as e:  # report the state whatever went wrong
-            msg = e.message if isinstance(e, DbsnapError) else str(e)
-            state = f"the automatic rollback failed too ({msg}); restore with: dbsnap rollback {p.safety_name}"
+            msg = e.message if isinstance(e, DbsnapError) else (os_error_text(e) if isinstance(e, OSError) else str(e))
+            if isinstance(e, (Interrupted, KeyboardInterrupt)):
+                stopped = e.exit_code if isinstance(e, Interrupted) else procs.exit_code(e)
+            kept = ctx.store.read_journal() is not None
+            if kept:  # the rollback was undone in order and the reset's journal is back
+                state = (
+                    f"the automatic rollback to {p.safety_name} did not complete ({msg.split('; ')[0]}); the "
+                    f"reset's journal is kept: the next dbsnap command rolls back to {p.safety_name} again"
+                )
+            else:
+                state = f"the automatic rollback failed too ({msg}); restore with: dbsnap rollback {p.safety_name}"
+    if isinstance(exc, KeyboardInterrupt):
+        return Interrupted(f"reset {why} at {where}; {state}", exit_code=stopped)
+    if stopped:  # the automatic rollback was stopped by a signal: exit as the signal says
+        return Interrupted(f"reset failed at {where}: {why}; {state}", hint=_tail(output), exit_code=stopped)
     return ResetError(f"reset failed at {where}: {why}; {state}", hint=_tail(output))

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import faults
+from .. import faults, procs
 from ..context import Context
 from ..engines.base import Engine
-from ..errors import ConfigError, DbsnapError, Interrupted, RollbackError
+from ..errors import ConfigError, DbsnapError, Interrupted, RollbackError, os_error_text
 from ..project.databases import Database
 from ..settings import restore_jobs
 from ..store.archive import list_folder, unpack_folders
@@ -92,11 +92,12 @@ def folder_change(root: Path, snap: Snapshot, folder: str) -> FolderChange:
     )
 
 
-def targets(ctx: Context, snap: Snapshot) -> list[Database]:
-    """The live databases to restore: the selected aliases that the snapshot holds, with matching engines."""
+def targets(ctx: Context, snap: Snapshot, aliases: list[str] | None = None) -> list[Database]:
+    """The live databases to restore: ``aliases`` (default: the selected ones, else all the snapshot holds),
+    checked to be in the snapshot with matching engines."""
     project = ctx.project
     saved = snap.databases
-    chosen = ctx.settings.databases or tuple(saved)
+    chosen = aliases or ctx.settings.databases or tuple(saved)
     out = []
     for alias in chosen:
         if alias not in saved:
@@ -112,9 +113,9 @@ def targets(ctx: Context, snap: Snapshot) -> list[Database]:
     return out
 
 
-def plan(ctx: Context, snap: Snapshot, safety: bool = True) -> RollbackPlan:
+def plan(ctx: Context, snap: Snapshot, safety: bool = True, aliases: list[str] | None = None) -> RollbackPlan:
     """Everything the confirmation shows; checks tools and connections, changes nothing."""
-    dbs = targets(ctx, snap)
+    dbs = targets(ctx, snap, aliases)
     modes, sessions = {}, {}
     for db in dbs:
         engine = ctx.engine(db)
@@ -218,12 +219,18 @@ def recover(ctx: Context, journal: dict) -> str:
             if e.is_swapped(st):
                 e.undo_swap(st)
             e.discard(st)
-    ctx.store.clear_journal()
+    outer = journal.get("outer")
+    if outer and not forward:
+        # Undone: the work this rollback was undoing (a reset's) is pending again; one atomic replace.
+        ctx.store.write_journal(outer)
+    else:
+        ctx.store.clear_journal()
     return "forward" if forward else "undone"
 
 
-def recover_pending(ctx: Context) -> str | None:
-    """If a killed rollback left a journal, finish or undo it now (caller holds the lock)."""
+def recover_pending(ctx: Context, quiet: bool = False) -> str | None:
+    """If a killed rollback left a journal, finish or undo it now (caller holds the lock); ``quiet``: the caller
+    says what happened."""
     journal = ctx.store.read_journal()
     if not journal:
         return None
@@ -238,7 +245,8 @@ def recover_pending(ctx: Context) -> str | None:
             hint="the journal is kept in the store; fix the cause, then any dbsnap command retries",
         ) from e
     what = "finished" if outcome == "forward" else "undone"
-    ctx.reporter.warn(f"an interrupted rollback to {journal.get('snapshot')!r} was found and {what}")
+    if not quiet:
+        ctx.reporter.warn(f"an interrupted rollback to {journal.get('snapshot')!r} was found and {what}")
     return outcome
 
 
@@ -261,15 +269,25 @@ def _verify(ctx: Context, snap: Snapshot, engines: list[Engine]) -> None:
             )
 
 
-def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
-    """Carry out a confirmed plan (caller holds the store lock and has verified the snapshot's checksums)."""
+def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackResult:
+    """Carry out a confirmed plan (caller holds the store lock and has verified the snapshot's checksums).
+
+    ``outer``: the journal of the work this rollback undoes (a reset's); kept inside this rollback's journal and
+    put back if the rollback is undone, so that work is never forgotten half-done.
+    """
     started = time.monotonic()
     snap = p.snapshot
     safety_name = None
     if p.safety:
         safety_name = unique_name(ctx, "pre-rollback")
         ctx.reporter.step(f"safety snapshot of the current state: {safety_name}")
-        take_snapshot(ctx, safety_name, origin="pre-rollback", note=f"before rollback to {snap.name}")
+        try:
+            take_snapshot(ctx, safety_name, origin="pre-rollback", note=f"before rollback to {snap.name}")
+        except OSError as e:  # a full store: say what it means for the rollback, not for a save
+            raise RollbackError(
+                f"rollback to {snap.name!r} failed while taking the safety snapshot: {os_error_text(e)}; "
+                "nothing was changed (no safety snapshot was kept)"
+            ) from e
     root = ctx.project.root
     engines = [ctx.engine(db) for db in p.databases]
     journal: dict = {
@@ -281,9 +299,17 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
         "databases": [],
         "folders": [_folder_entry(root, f["path"]) for f in snap.manifest["migrations"]["folders"]],
     }
-    for f in journal["folders"]:
-        remove_tree(Path(f["staged"]))
-    ctx.store.write_journal(journal)
+    if outer is not None:
+        journal["outer"] = outer
+    try:
+        for f in journal["folders"]:
+            remove_tree(Path(f["staged"]))
+        ctx.store.write_journal(journal)
+    except OSError as e:
+        kept = f" (the safety snapshot {safety_name} was kept)" if safety_name else ""
+        raise RollbackError(
+            f"rollback to {snap.name!r} failed before it began: {os_error_text(e)}; nothing was changed{kept}"
+        ) from e
     warnings: list[str] = []  # what fell back (a clone, a parallel restore): said on stderr and in --json
     try:
         ctx.reporter.step(f"unpacking {len(journal['folders'])} migration folders")
@@ -296,6 +322,9 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
                 state["jobs"] = restore_jobs(ctx.jobs, int(saved.get("raw_bytes") or 0))
                 state["raw_bytes"] = int(saved.get("raw_bytes") or 0)
                 state["spool_dir"] = str(ctx.store.tmp)
+                short = e.spool_shortfall(state) if state["jobs"] > 1 and hasattr(e, "spool_shortfall") else None
+                if short:  # decided before the line that announces the jobs, so it never contradicts it
+                    state["jobs"], state["warning"] = 1, short
             entry = {"alias": e.db.alias, "state": state}
             journal["databases"].append(entry)
             ctx.store.write_journal(journal)
@@ -342,8 +371,16 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
     except BaseException as exc:
         state = _recover_after_failure(ctx, journal)
         if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted(f"rollback to {snap.name!r} interrupted; {state}") from None
-        msg = exc.message if isinstance(exc, DbsnapError) else f"{type(exc).__name__}: {exc}"
+            raise Interrupted(
+                f"rollback to {snap.name!r} interrupted by {procs.signal_name(exc)}; {state}",
+                exit_code=procs.exit_code(exc),
+            ) from None
+        if isinstance(exc, DbsnapError):
+            msg = exc.message
+        elif isinstance(exc, OSError):
+            msg = os_error_text(exc)
+        else:
+            msg = f"{type(exc).__name__}: {exc}"
         raise RollbackError(
             f"rollback to {snap.name!r} failed: {msg}; {state}",
             hint=f"the safety snapshot {safety_name} holds the state before the rollback" if safety_name else None,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .. import procs
 from ..errors import ConfigError
 from .child import MARK, script
 from .databases import Database, database_from_config, databases_from_env
@@ -144,8 +145,14 @@ def _from_settings(root: Path, env: dict[str, str], settings_module: str, python
     child_env["DJANGO_SETTINGS_MODULE"] = settings_module
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
     try:
-        proc = subprocess.run(
-            [python, "-c", script("discover")], cwd=root, env=child_env, capture_output=True, text=True, timeout=120
+        proc = procs.run(
+            [python, "-c", script("discover")],
+            cwd=root,
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise _SettingsUnavailable(str(e)) from e

@@ -7,6 +7,7 @@ import json
 import shlex
 import subprocess
 
+from .. import procs
 from ..errors import ConfigError
 from .child import MARK, script
 from .discovery import Project
@@ -26,7 +27,7 @@ def manage(project: Project, *args: str, timeout: float | None = None) -> subpro
         env.setdefault("DJANGO_SETTINGS_MODULE", project.settings_module)
     argv = [*manage_prefix(project), *args]
     try:
-        return subprocess.run(
+        return procs.run(
             argv,
             cwd=project.root,
             env=env,

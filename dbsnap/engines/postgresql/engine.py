@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from ... import procs
 from ...errors import ExternalError
 from ...store.archive import compress_chunks, read_chunks
 from ..base import DumpResult, Engine, Progress, first_line, read_tail, run, stderr_file, tool_command
@@ -229,7 +230,7 @@ class PostgreSQLEngine(CloneMixin, RestoreMixin, TransactionRestoreMixin, Engine
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             with stderr_file() as err:
-                proc = subprocess.Popen(
+                proc = procs.spawn(
                     [*pg_dump, "-Fc", "-Z0", "--no-password", f"--snapshot={snapshot}"],
                     stdout=subprocess.PIPE,
                     stderr=err,
@@ -243,7 +244,7 @@ class PostgreSQLEngine(CloneMixin, RestoreMixin, TransactionRestoreMixin, Engine
                         result["info"] = compress_chunks(read_chunks(proc.stdout), dest, progress)
                     except BaseException as e:
                         result["error"] = e
-                        proc.kill()
+                        procs.kill_group(proc)
 
                 t = threading.Thread(target=pump, name="dbsnap-compress", daemon=True)
                 t.start()
@@ -260,8 +261,8 @@ class PostgreSQLEngine(CloneMixin, RestoreMixin, TransactionRestoreMixin, Engine
                 if rc != 0:
                     raise ExternalError(f"pg_dump of {self.db.name!r} failed: {read_tail(err) or f'exit code {rc}'}")
         except BaseException as e:
-            with contextlib.suppress(NameError, ProcessLookupError):
-                proc.kill()  # type: ignore[possibly-undefined]
+            with contextlib.suppress(NameError):
+                procs.kill(proc)  # type: ignore[possibly-undefined]
             if isinstance(e, psycopg.Error):
                 raise ExternalError(f"reading {self.db.name!r} at {self.where()} failed: {first_line(e)}") from e
             raise

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ... import faults
+from ... import faults, procs
 from ...errors import ExternalError, IntegrityError, RollbackError
 from ...store.archive import decompress_to, decompressed_chunks
 from ..base import Progress, first_line, read_tail, run, stderr_file
@@ -146,18 +146,25 @@ class RestoreMixin:
         finally:
             spool.unlink(missing_ok=True)
 
+    @staticmethod
+    def spool_shortfall(state: dict) -> str | None:
+        """Why a parallel restore cannot spool its dump under ``state["spool_dir"]`` (too little room), or None."""
+        folder = Path(state["spool_dir"])
+        need = int(state.get("raw_bytes") or 0)
+        free = shutil.disk_usage(folder).free
+        if need and free < need + SPOOL_HEADROOM:
+            return f"{folder} has {free >> 20} MiB free, a parallel restore needs {need >> 20} MiB there: streaming"
+        return None
+
     def _spool(self, payload: Path, state: dict, progress: Progress | None) -> Path | None:
         """Decompress the payload into a private file under ``state["spool_dir"]`` (the store's ``.tmp``, cleaned
         by the next locked run if this one is killed): ``pg_restore --jobs`` must seek, so it cannot read a pipe.
         None, with ``state["jobs"]`` set back to 1 and a warning, when there is no room: the restore is streamed."""
         folder = Path(state["spool_dir"])
-        need = int(state.get("raw_bytes") or 0)
-        free = shutil.disk_usage(folder).free
-        if need and free < need + SPOOL_HEADROOM:
+        short = self.spool_shortfall(state)
+        if short:
             state["jobs"] = 1
-            state["warning"] = (
-                f"{folder} has {free >> 20} MiB free, a parallel restore needs {need >> 20} MiB there: streaming"
-            )
+            state["warning"] = short
             return None
         spool = folder / f"restore-{self.db.alias}-{secrets.token_hex(4)}.dump"
         try:
@@ -177,7 +184,7 @@ class RestoreMixin:
     def _feed(self, argv: list[str], payload: Path, progress: Progress | None, env: dict, what: str, head: str = ""):
         """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError if it fails."""
         with stderr_file() as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+            proc = procs.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
             assert proc.stdin is not None
             try:
                 try:
@@ -190,8 +197,7 @@ class RestoreMixin:
                     pass  # the tool stopped reading: its exit code and stderr say why
                 rc = proc.wait()
             except BaseException:
-                proc.kill()
-                proc.wait()
+                procs.kill(proc)
                 raise
             if rc != 0:
                 raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")

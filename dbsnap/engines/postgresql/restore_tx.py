@@ -10,7 +10,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from ... import faults
+from ... import faults, procs
 from ...errors import ExternalError
 from ...store.archive import decompressed_chunks, read_chunks
 from ..base import read_tail, stderr_file
@@ -37,26 +37,26 @@ class TransactionRestoreMixin:
             f"BEGIN;\nSET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
             f"SELECT '{marker}' || txid_current();\n{DROP_ALL_SQL}\n"
         )
-        procs: list[subprocess.Popen] = []
+        started: list[subprocess.Popen] = []
         with stderr_file() as err:
             try:
                 # pg_restore turns the archive into SQL; psql runs it after our prologue, in our transaction.
-                dec = subprocess.Popen(
+                dec = procs.spawn(
                     [*pg_restore, "--no-password", "-f", "-"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,
                     env=self.tool_env(),
                 )
-                procs.append(dec)
-                psql_proc = subprocess.Popen(
+                started.append(dec)
+                psql_proc = procs.spawn(
                     [*psql, "--no-password", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,
                     env=self.tool_env(),
                 )
-                procs.append(psql_proc)
+                started.append(psql_proc)
                 assert psql_proc.stdin is not None and psql_proc.stdout is not None and dec.stdout is not None
                 xid: dict = {}
                 got = threading.Event()
@@ -97,10 +97,8 @@ class TransactionRestoreMixin:
                 if rc != 0:
                     raise ExternalError(f"restore of {state['live']!r} failed and was rolled back: {read_tail(err)}")
             except BaseException:
-                for p in procs:
-                    with contextlib.suppress(ProcessLookupError):
-                        p.kill()
-                    p.wait()
+                for p in started:
+                    procs.kill(p)
                 raise
         return state
 
@@ -111,7 +109,7 @@ class TransactionRestoreMixin:
             for chunk in decompressed_chunks(payload):
                 proc.stdin.write(chunk)
         except (BrokenPipeError, Exception):
-            proc.kill()
+            procs.kill_group(proc)
         finally:
             with contextlib.suppress(BrokenPipeError, OSError):
                 proc.stdin.close()

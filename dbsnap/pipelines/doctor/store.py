@@ -11,6 +11,7 @@ from pathlib import Path
 from ...context import Context
 from ...report import human_bytes
 from ...store.locking import LOCK_NAME, describe_owner, is_held, read_owner
+from ..reset_journal import finishable, where
 from ..rollback import FORWARD_PHASES
 from .check import FAIL, OK, WARN, Check
 
@@ -147,11 +148,18 @@ def check_journal(ctx: Context) -> Check:
     if journal is None:
         return Check("journal", OK, "no unfinished rollback")
     phase = journal.get("phase", "?")
-    what = f"rollback to {journal.get('snapshot', '?')!r} (pid {journal.get('pid', '?')}, since "
-    what += f"{journal.get('started', '?')}, phase {phase})"
+    if journal.get("kind") == "reset":
+        what = f"reset (safety snapshot {journal.get('safety_snapshot', '?')}, pid {journal.get('pid', '?')}, since "
+        what += f"{journal.get('started', '?')}, stopped {where(journal)})"
+        phase = "finishing" if finishable(journal) else "?"
+    else:
+        what = f"rollback to {journal.get('snapshot', '?')!r} (pid {journal.get('pid', '?')}, since "
+        what += f"{journal.get('started', '?')}, phase {phase})"
     if flock_holders(ctx.store.root / LOCK_NAME):
         return Check("journal", WARN, f"{what} is running now", "wait for it to finish")
     outcome = "finishes" if phase in FORWARD_PHASES else "finishes or undoes"
+    if journal.get("kind") == "reset":
+        outcome = "finishes" if phase == "finishing" else "rolls back"
     return Check(
         "journal",
         WARN,
