@@ -31,7 +31,12 @@ if TYPE_CHECKING:
 def locked(ctx: Context, command: str) -> Iterator[None]:
     """Hold the store lock; recover an interrupted rollback and clear ``.tmp`` before the verb runs."""
     if ctx.root is not None:
-        confine.check_store_placement(ctx.rules())  # before anything is written
+        try:
+            rules = ctx.rules()
+        except ConfigError:
+            rules = None  # the project cannot be discovered: nothing can be rolled back into it either
+        if rules is not None:
+            confine.check_store_placement(rules)  # before anything is written
     created = not ctx.store.root.exists()
     ctx.store.ensure()
     try:

@@ -29,8 +29,9 @@ from ..errors import ConfigError, IntegrityError
 DB_NAME_KEYS = frozenset({"live", "scratch", "old", "clone", "new", "target", "source"})
 # What dbsnap derives from a live PostgreSQL name: "<live[:N]>_dbsnap_<kind>_<hex>[_<hex>...]".
 _DERIVED_RE = re.compile(r"^(?P<base>.*)_dbsnap_[a-z]+(?:_[0-9a-f]+)+$")
-# Derived SQLite siblings of a live file "x": "x.dbsnap-<kind>", ".x.dbsnap-<kind>-<hex>".
-_SQLITE_SUFFIX_RE = re.compile(r"^\.dbsnap-[a-z]+(?:-[0-9a-f]+)?$")
+# Derived SQLite siblings of a live file "x": "x.dbsnap-<kind>", ".x.dbsnap-<kind>-<hex>", and SQLite's own
+# "-wal" / "-shm" / "-journal" files of either.
+_SQLITE_SUFFIX_RE = re.compile(r"^(?:\.dbsnap-[a-z]+(?:-[0-9a-f]+)?)?(?:-wal|-shm|-journal)?$")
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ def _allowed_path(rules: Rules, path: Path) -> bool:
             live = rules.root / rel
             if path in (live, live.parent / f".{live.name}.dbsnap-new", live.parent / f".{live.name}.dbsnap-old"):
                 return _resolved_inside(path.parent, rules.root)
+            if live in path.parents:  # a file inside a migration folder (reset deletes and regenerates them)
+                return _resolved_inside(path, live)
     for d in rules.databases:
         if d.kind == "sqlite":
             live = Path(d.name)
@@ -216,6 +219,8 @@ def check_journal(rules: Rules, journal: object) -> dict:
             if node.startswith("/") or node.startswith("~") or (os.sep != "/" and os.path.isabs(node)):
                 if not _allowed_path(rules, Path(os.path.normpath(node))) or ".." in Path(node).parts:
                     raise IntegrityError(f"journal: path {node} is outside the project's migration folders and store")
+            elif "/" in node and " " not in node and ".." in PurePosixPath(node).parts:
+                raise IntegrityError(f"journal: path {node} escapes its folder ('..')")
             elif alias is not None and key is not None and (key in DB_NAME_KEYS or key.endswith("_db")):
                 db = by_alias[alias]
                 if db.kind == "postgresql":
