@@ -228,6 +228,16 @@ def test_journal_that_is_not_json_is_refused(sqlite_shop: Project) -> None:
     assert outside(sqlite_shop) == before
 
 
+def test_forged_clone_name_is_refused_by_delete(sqlite_shop: Project) -> None:
+    """A manifest naming a "clone" that is not one dbsnap derives: delete would have dropped that database."""
+    p = sqlite_shop
+    p.ok("save", "s")
+    reseal(p.store, "s", lambda m: m["databases"]["default"].update(clone={"name": "victimdb", "oid": 1}))
+    before = outside(p)
+    refused(p.dbsnap("delete", "s", "--yes"), 6, "database name 'victimdb' is not one dbsnap derives")
+    assert outside(p) == before and (p.store / "s" / "manifest.json").is_file()
+
+
 # -- 3. bad archive members, under verify and rollback ---------------------------------------------------------
 
 BAD_MEMBERS = {
