@@ -262,7 +262,8 @@ def test_bad_archive_members_fail_verify_and_rollback_alike(sqlite_shop: Project
     write_members(p.store, "s", [*read_members(p.store, "s"), bad])
     (p.root / "orders" / "migrations" / "0002_order_note.py").write_text("# changed since\n")
     before = outside(p)
-    for args in (("verify", "s"), ("verify", "s", "--deep")):
+    # --deep runs the same member checks first (one kind is enough to show it; each costs a child process).
+    for args in (("verify", "s"), ("verify", "s", "--deep"))[: 2 if kind == "symlink" else 1]:
         res = p.dbsnap(*args)
         assert res.returncode == 6 and words in res.stdout, res.stdout + res.stderr
         assert "1 of 1 snapshot(s) failed verification" in res.stderr
