@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .context import Context
-from .errors import ConfigError, IntegrityError, SnapshotNotFound, UsageError
+from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, UsageError
 from .pipelines import prune as pr
 from .pipelines import reset as rs
 from .pipelines import rollback as rb
@@ -99,19 +99,27 @@ def save(
     """Take a snapshot (default name ``snap-YYYYmmdd-HHMMSS``); refuse an existing name unless ``force``.
 
     With ``prune`` (or ``auto-prune = true`` in configuration) the retention policy runs after a successful
-    save, under the same lock; its plan is in ``result.pruned``.
+    save, under the same lock; its plan is in ``result.pruned``. The save never depends on the pruning: a
+    missing or bad policy, or a failed deletion, is a warning after the save (``result.prune_warning``), so a
+    scheduled ``save --prune`` keeps taking snapshots whatever the retention configuration says.
     """
     name = validate_name(name) if name is not None else default_name()
     ctx.databases()  # no project, or an unknown --database alias, fails before the store is created
     auto = prune if prune is not None else _auto_prune(ctx)
-    policy = pr.resolve_policy(ctx, {}) if auto else None  # a bad policy fails before the save, not after
     with locked(ctx, f"save {name}"):
         clone = clone if clone is not None else _setting_flag(ctx, "DBSNAP_CLONE", "clone")
         result = take_snapshot(ctx, name, note=note, pin=pin, force=force, verify=verify, clone=clone)
-        if policy is not None:
-            plan = pr.plan(ctx, policy[0], policy[1], pr.resolve_timezone(ctx, None))
-            pr.execute(ctx, plan)
-            result.pruned = plan
+        if auto:
+            try:
+                policy, source = pr.resolve_policy(ctx, {})
+                plan = pr.plan(ctx, policy, source, pr.resolve_timezone(ctx, None))
+                pr.execute(ctx, plan)
+                result.pruned = plan
+            except (DbsnapError, OSError) as e:
+                why = e.message if isinstance(e, DbsnapError) else f"{e.strerror or e}: {e.filename or ''}"
+                hint = f" ({e.hint})" if isinstance(e, DbsnapError) and e.hint else ""
+                result.prune_warning = f"saved {name}; pruning failed: {why}"
+                ctx.reporter.warn(result.prune_warning + hint)
         return result
 
 
@@ -149,6 +157,28 @@ def prune(
         if confirm is not None and not confirm(plan):
             raise UsageError("prune cancelled; nothing was deleted")
         return plan, pr.execute(ctx, plan)
+
+
+def schedule(ctx: Context, kind: str, at: str) -> tuple[dict[str, str], list[str]]:
+    """The scheduler files to install (``{"crontab": line}`` or systemd unit name -> text) and warnings.
+
+    The scheduled command is ``save --prune``: it always saves; without a retention policy it prunes nothing,
+    which is said here, when the schedule is made, and not only in a log nobody reads.
+    """
+    from .schedule import cron_line, systemd_units
+
+    root = ctx.project.root
+    store = ctx.store.root
+    files = {"crontab": cron_line(root, store, at)} if kind == "cron" else systemd_units(root, store, at)
+    warnings = []
+    try:
+        pr.resolve_policy(ctx, {})
+    except UsageError as e:
+        warnings.append(
+            f"{e.message}: the scheduled run saves a snapshot every day and deletes none "
+            "(set [tool.dbsnap.retention] in pyproject.toml, e.g. keep-daily = 7)"
+        )
+    return files, warnings
 
 
 def list_snapshots(ctx: Context) -> list[Snapshot]:

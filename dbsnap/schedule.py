@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,10 +12,15 @@ from .errors import UsageError
 
 
 def dbsnap_command() -> str:
-    """How a scheduler should start this dbsnap: the installed script, else this Python with -m dbsnap."""
-    exe = shutil.which("dbsnap")
-    if exe and Path(exe).resolve().parent == Path(sys.executable).resolve().parent:
-        return exe
+    """How a scheduler should start this dbsnap: the script installed beside this Python (``.venv/bin/dbsnap``),
+    else this Python with ``-m dbsnap``.
+
+    The interpreter's folder is compared unresolved: a virtualenv's ``python`` is a symlink to the base
+    interpreter, and resolving it would look for the script in ``/usr/bin``.
+    """
+    exe = Path(os.path.abspath(sys.executable)).parent / "dbsnap"
+    if exe.is_file() and os.access(exe, os.X_OK):
+        return shlex.quote(str(exe))
     return f"{shlex.quote(sys.executable)} -m dbsnap"
 
 

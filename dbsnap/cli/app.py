@@ -89,7 +89,7 @@ def _override(name: str):
 
 
 def _common_params() -> list[click.Option]:
-    """--project, --store, --database and --lock-timeout are accepted after the command name too."""
+    """--project, --store, --database, --lock-timeout and --quiet are accepted after the command name too."""
     return [
         click.Option(
             ["--project"],
@@ -121,6 +121,13 @@ def _common_params() -> list[click.Option]:
             expose_value=False,
             callback=_override("lock_timeout"),
             help="Seconds to wait for the store lock.",
+        ),
+        click.Option(
+            ["--quiet", "-q"],
+            is_flag=True,
+            expose_value=False,
+            callback=lambda cctx, param, value: _override("quiet")(cctx, param, value or None),
+            help="Only print results and errors (same as before the command).",
         ),
     ]
 

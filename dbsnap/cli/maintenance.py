@@ -43,7 +43,7 @@ def prune(obj: Obj, tz_name: str | None, dry_run: bool, yes: bool, as_json: bool
 
     def confirm(plan) -> bool:
         if not as_json:
-            click.echo(render.prune_text(plan, [], True), err=True)
+            click.echo(render.prune_plan_text(plan), err=True)
         return confirm_or_refuse(yes, f"Delete {len(plan.removals)} snapshot(s)?")
 
     plan, deleted = api.prune(obj.ctx("prune"), flags, tz_name=tz_name, dry_run=dry_run, confirm=confirm)
@@ -66,14 +66,13 @@ def schedule(obj: Obj, kind: str, at: str) -> None:
       dbsnap schedule --cron | crontab -     # replaces your crontab: append instead if you have one
       dbsnap schedule --systemd --at 02:30
     """
-    from ..schedule import cron_line, systemd_units
-
-    ctx = obj.ctx("schedule")
-    root = ctx.project.root
+    files, warnings = api.schedule(obj.ctx("schedule"), kind, at)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     if kind == "cron":
-        click.echo(cron_line(root, ctx.store.root, at))
+        click.echo(files["crontab"])
         return
-    for fname, text in systemd_units(root, ctx.store.root, at).items():
+    for fname, text in files.items():
         click.echo(f"# /etc/systemd/system/{fname}\n{text}")
     click.echo("# then: systemctl daemon-reload && systemctl enable --now " + fname)
 

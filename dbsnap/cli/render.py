@@ -91,13 +91,20 @@ def save_json(r: SaveResult) -> dict:
         "stored_bytes": r.stored_bytes,
         "ratio": round(r.ratio, 3),
         "seconds": round(r.seconds, 3),
+        "prune_warning": r.prune_warning,
     }
+
+
+SAFETY_ORIGINS = {"pre-rollback": "taken by a rollback", "pre-reset": "taken by a reset"}
 
 
 def plan_text(p: RollbackPlan) -> str:
     lines = [f"Roll back to snapshot {p.snapshot.name} (taken {p.snapshot.manifest['created_at']}):"]
     for what, then, now in p.foreign:
         lines.append(f"  OTHER PROJECT: the snapshot's {what} is {then}, this one's is {now} (--other-project)")
+    if p.snapshot.origin in SAFETY_ORIGINS:
+        note = p.snapshot.manifest.get("note") or "-"
+        lines.append(f"  this is the safety snapshot {SAFETY_ORIGINS[p.snapshot.origin]} ({note})")
     for db in p.databases:
         lines.append(f"  replace database {db.describe()}  [{p.modes.get(db.alias)}]")
         for s in p.sessions.get(db.alias, []):
@@ -150,13 +157,20 @@ def info_text(d: dict) -> str:
     return "\n".join(lines)
 
 
-def prune_text(plan, deleted: list[str], dry_run: bool) -> str:
+def prune_plan_text(plan) -> str:
+    """The policy and, per database, every snapshot with its decision; the reasons form one aligned column."""
     lines = [f"policy: {plan.policy.describe()} ({plan.source})"]
     for key, decisions in plan.groups.items():
         kept = sum(1 for d in decisions if d.keep)
         lines.append(f"database {key}: {len(decisions)} snapshots, keep {kept}, remove {len(decisions) - kept}")
+        width = max((len(d.name) for d in decisions), default=0)
         for d in decisions:
-            lines.append(f"  {'keep  ' if d.keep else 'remove'}  {d.name}  {', '.join(d.reasons)}".rstrip())
+            lines.append(f"  {'keep  ' if d.keep else 'remove'}  {d.name:<{width}}  {', '.join(d.reasons)}".rstrip())
+    return "\n".join(lines)
+
+
+def prune_text(plan, deleted: list[str], dry_run: bool) -> str:
+    lines = [prune_plan_text(plan)]
     if dry_run:
         lines.append("dry run: nothing was deleted")
     elif deleted:
@@ -181,7 +195,7 @@ def prune_json(plan, deleted: list[str], dry_run: bool) -> dict:
 def reset_plan_text(p) -> str:
     lines = ["Reset plan:"]
     for db in p.databases:
-        lines.append(f"  drop every object of {db.describe()}")
+        lines.append(f"  drop every object of {db.describe()}: ALL ITS DATA IS DELETED (the safety snapshot keeps it)")
         for session in p.sessions.get(db.alias, []):
             lines.append(f"    will terminate session: {session}")
     for f in p.folders:
@@ -191,7 +205,7 @@ def reset_plan_text(p) -> str:
         for op in p.lost:
             lines.append(f"    {op.describe()}")
     else:
-        lines.append("  no RunPython/RunSQL/extension/custom operations in these migrations: nothing is lost")
+        lines.append("  no RunPython/RunSQL/extension/custom operations in these migrations: none is lost")
     for cmd in p.after:
         lines.append(f"  then: manage.py {' '.join(cmd)}")
     lines.append(f"  safety snapshot first: {p.safety_name} (pinned); any failure rolls back to it")

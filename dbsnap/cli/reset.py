@@ -65,7 +65,9 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
             return True
         if not sys.stdin.isatty():
             raise UsageError("refusing to reset without confirmation: no terminal; pass --yes")
-        typed = click.prompt(f"Type the database name ({plan.confirm_word}) to continue", default="", err=True)
+        typed = click.prompt(
+            f"Type the database name ({plan.confirm_word}) to continue", default="", show_default=False, err=True
+        )
         if typed.strip() != plan.confirm_word:
             raise UsageError("reset cancelled (the name did not match); nothing was changed")
         return True

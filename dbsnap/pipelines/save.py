@@ -41,6 +41,7 @@ class SaveResult:
     stored_bytes: int
     seconds: float
     pruned: object | None = None  # the PrunePlan when the save was followed by a prune
+    prune_warning: str | None = None  # why a requested prune did not happen (the save did)
 
     @property
     def ratio(self) -> float:

@@ -269,12 +269,21 @@ class Store:
         return (self.root / name / MANIFEST).is_file()
 
     def get(self, name: str) -> Snapshot:
-        """The snapshot called ``name`` (``latest`` = the newest); SnapshotNotFound suggests close names."""
+        """The snapshot called ``name`` (``latest`` = the newest one not taken by a rollback as its safety
+        snapshot); SnapshotNotFound suggests close names."""
         snaps = self.list()
         if name == "latest":
-            if not snaps:
-                raise SnapshotNotFound(f"no snapshots in {self.root}", hint="create one with 'dbsnap save'")
-            return snaps[-1]
+            # A rollback's own safety snapshot is its undo, not "the latest state to go back to": counting it
+            # would make 'rollback latest' twice in a row flip between the two states.
+            chosen = [s for s in snaps if s.origin != "pre-rollback"]
+            if not chosen:
+                raise SnapshotNotFound(
+                    f"no snapshots in {self.root}"
+                    if not snaps
+                    else "'latest' skips rollback safety snapshots, and there is no other snapshot",
+                    hint="create one with 'dbsnap save'" if not snaps else f"name it: {snaps[-1].name}",
+                )
+            return chosen[-1]
         if not name.startswith(".") and "/" not in name:
             for s in snaps:
                 if s.name == name:

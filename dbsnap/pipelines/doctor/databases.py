@@ -61,7 +61,9 @@ def check_sqlite(db: Database) -> Check:
         )
     conn = sqlite3.connect(f"file:{path.as_posix()}?mode=ro", uri=True, timeout=5)
     try:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        # SQLite's own tables (sqlite_sequence, sqlite_stat1) are not counted, as in 'show' and the manifest.
+        sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        tables = conn.execute(sql).fetchone()[0]
     except sqlite3.Error as e:
         return Check(name, FAIL, f"sqlite {path} cannot be read: {e}", "check the file is a SQLite database")
     finally:
