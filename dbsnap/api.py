@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .context import Context
-from .errors import DbsnapError, IntegrityError, SnapshotNotFound, UsageError
+from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, UsageError
 from .pipelines import prune as pr
 from .pipelines import recovery
 from .pipelines import reset as rs
@@ -20,7 +20,7 @@ from .pipelines import rollback as rb
 from .pipelines import verify as vf
 from .pipelines.save import SaveResult, default_name, drop_clones, take_snapshot
 from .settings import read_pyproject
-from .store import locking
+from .store import confine, locking
 from .store.fsutil import remove_tree
 from .store.snapshots import Snapshot, validate_name
 
@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def locked(ctx: Context, command: str) -> Iterator[None]:
     """Hold the store lock; recover an interrupted rollback and clear ``.tmp`` before the verb runs."""
+    if ctx.root is not None:
+        try:
+            rules = ctx.rules()
+        except ConfigError:
+            rules = None  # the project cannot be discovered: nothing can be rolled back into it either
+        if rules is not None:
+            confine.check_store_placement(rules)  # before anything is written
     created = not ctx.store.root.exists()
     ctx.store.ensure()
     try:
@@ -38,7 +45,7 @@ def locked(ctx: Context, command: str) -> Iterator[None]:
             yield
     except BaseException:
         # A command that failed must not leave behind a store it created (and that holds nothing).
-        if created and not ctx.store.list() and not ctx.store.read_journal():
+        if created and not ctx.store.list() and not ctx.store.has_journal():
             remove_tree(ctx.store.root)
         raise
 
@@ -48,7 +55,7 @@ def _held(ctx: Context, command: str) -> Iterator[None]:
     with locking.store_lock(ctx.store.root, command, ctx.lock_timeout) as info:
         if info["took_over"]:
             ctx.reporter.warn(f"took over the stale lock of {locking.describe_owner(info['took_over'])}")
-        if ctx.store.read_journal():
+        if ctx.store.has_journal():
             recovery.recover_pending(ctx)
         ctx.store.clean_tmp()
         yield
@@ -56,7 +63,7 @@ def _held(ctx: Context, command: str) -> Iterator[None]:
 
 def recover_if_needed(ctx: Context) -> None:
     """Read-only verbs too finish or undo a killed rollback or reset first, so nobody looks at a half state."""
-    if ctx.store.read_journal():
+    if ctx.store.has_journal():
         with locked(ctx, "recover"):
             pass
 
@@ -202,6 +209,8 @@ def delete(ctx: Context, names: list[str], *, force: bool = False) -> list[str]:
                 snaps.append(Snapshot(name=n, path=ctx.store.root / n, manifest={}))
             else:
                 snaps.append(ctx.store.get(n))
+        for s in snaps:  # a forged clone name would have delete drop someone else's database: refuse it first
+            confine.check_clones(ctx.rules(), s.manifest, s.name)
         pinned = [s.name for s in snaps if s.pinned]
         if pinned and not force:
             raise UsageError(f"snapshot {pinned[0]!r} is pinned", hint="unpin it first or pass --force")
@@ -239,18 +248,27 @@ def rollback(
     *,
     safety: bool = True,
     confirm: Callable[[rb.RollbackPlan], bool] | None = None,
+    allow_unsealed: bool = False,
+    other_project: bool = False,
 ) -> rb.RollbackResult:
     """Put the database(s) and migration folders back to snapshot ``name`` together, all or nothing.
 
-    Checksums are verified before anything live is touched; ``confirm`` sees the plan (databases, sessions that
-    will be terminated, folder changes) and may refuse, in which case nothing changes.
+    The snapshot is checked as verify checks it (checksums, confinement, seal, archive members) before anything
+    live is touched; a snapshot of another project or database needs ``other_project``; ``confirm`` sees the
+    plan (databases, sessions that will be terminated, folder changes) and may refuse: then nothing changes.
     """
     recover_if_needed(ctx)
     snap = ctx.store.get(name)  # "latest" is resolved once: the rollback cannot drift to a newer snapshot
     ctx.reporter.step(f"verifying snapshot {snap.name}")
-    ctx.store.verify_checksums(snap)
+    vf.check_snapshot(ctx, snap, allow_unsealed=allow_unsealed)
     verified = ctx.store.file_identity(snap)
     plan = rb.plan(ctx, snap, safety=safety)
+    if plan.foreign and not other_project:
+        what, then, now = plan.foreign[0]
+        raise ConfigError(
+            f"snapshot {snap.name!r} was taken of another {what}: {then} (now {now}); nothing was changed",
+            hint="pass --other-project to restore it here anyway",
+        )
     # The question is asked before the store is locked, so a scheduled save is not blocked by a prompt.
     if confirm is not None and not confirm(plan):
         raise UsageError("rollback cancelled; nothing was changed")
@@ -259,7 +277,7 @@ def rollback(
         if current.manifest != snap.manifest:
             raise UsageError(f"snapshot {snap.name!r} was replaced while waiting for confirmation; nothing was changed")
         if ctx.store.file_identity(current) != verified:
-            ctx.store.verify_checksums(current)  # files touched since the check above: hash them again
+            vf.check_snapshot(ctx, current, allow_unsealed=allow_unsealed)  # touched since: check them again
         plan.snapshot = current
         return rb.run(ctx, plan)
 

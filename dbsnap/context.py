@@ -13,6 +13,7 @@ from .project.databases import Database
 from .project.discovery import Project, discover, find_root, load_env
 from .report import Reporter
 from .settings import Settings, resolve_jobs, resolve_lock_timeout, resolve_store
+from .store.confine import DatabaseRule, Rules
 from .store.snapshots import Store
 
 
@@ -52,6 +53,18 @@ class Context:
                     + " and migration folders found by scanning the project"
                 )
         return self._project
+
+    def rules(self) -> Rules:
+        """The confinement rules of this project (discovered now) and store; see ``store/confine.py``."""
+        if self.root is None:
+            return Rules(root=None, folders=None, store=self.store.root)
+        p = self.project
+        return Rules(
+            root=p.root,
+            folders=[f.path for f in p.folders],
+            store=self.store.root,
+            databases=[DatabaseRule(db.alias, db.kind, db.name) for db in p.databases.values()],
+        )
 
     def databases(self) -> list[Database]:
         return self.project.select(self.settings.databases)

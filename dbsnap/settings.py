@@ -43,7 +43,8 @@ def read_pyproject(root: Path) -> dict:
 
 
 def resolve_store(flag: Path | None, env: dict[str, str], root: Path | None) -> Path:
-    """Store location: --store, then DBSNAP_DIR (environment or .env), then pyproject, then ./snapshots."""
+    """Store location: --store, then DBSNAP_DIR (environment or .env), then pyproject, then ``snapshots`` at the
+    project root (whatever the current folder; the current folder only outside any project)."""
     if flag:
         return Path(flag).expanduser().absolute()
     if env.get("DBSNAP_DIR"):
@@ -53,7 +54,7 @@ def resolve_store(flag: Path | None, env: dict[str, str], root: Path | None) -> 
         if cfg.get("store"):
             p = Path(str(cfg["store"])).expanduser()
             return p if p.is_absolute() else (root / p).absolute()
-    return (Path.cwd() / "snapshots").absolute()
+    return ((root if root is not None else Path.cwd()) / "snapshots").absolute()
 
 
 def resolve_lock_timeout(flag: float | None, env: dict[str, str], root: Path | None) -> float:

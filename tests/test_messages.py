@@ -40,7 +40,7 @@ def test_full_store_during_reset_safety_snapshot(shop: Project, tmp_path: Path) 
     p = shop
     before = (p.fingerprint(), p.migration_files())
     with tmpfs(tmp_path / "disk", "1m") as mnt:
-        fill(mnt, 8 << 10)  # room for the store's skeleton, not for a dump
+        fill(mnt, 24 << 10)  # room for the store's skeleton (marker, .gitignore, lock), not for a dump
         res = p.dbsnap("--store", str(mnt / "snaps"), "reset", "--yes")
     assert res.returncode == 7, res.stderr
     assert "reset failed at [2/7] safety snapshot: no space left on device" in res.stderr

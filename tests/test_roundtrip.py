@@ -83,7 +83,7 @@ def test_store_layout_permissions_and_manifest(shop: Project) -> None:
     assert set(m["files"]) == {db["payload"], "migrations.tar.zst"}
     assert "password" not in json.dumps(m).lower()
     # No stray files anywhere in the store (staging cleaned, no debris).
-    assert sorted(p.name for p in root.iterdir()) == [".gitignore", ".tmp", "first"]
+    assert sorted(p.name for p in root.iterdir()) == [".dbsnap-store", ".gitignore", ".tmp", "first"]
     assert list((root / ".tmp").iterdir()) == []
 
 

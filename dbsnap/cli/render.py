@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..pipelines.rollback import RollbackPlan, RollbackResult
 from ..pipelines.save import SaveResult
 from ..report import human_bytes
+from ..store.seal import sealed_by
 from ..store.snapshots import Snapshot
 
 
@@ -25,19 +26,21 @@ def snapshot_summary(s: Snapshot) -> dict:
         "databases": {a: {"engine": d.get("engine"), "name": d.get("name")} for a, d in s.databases.items()},
         "migration_files": len(m.get("migrations", {}).get("files", [])),
         "clones": {a: d["clone"]["name"] for a, d in s.databases.items() if d.get("clone")},
+        "sealed_by": sealed_by(m),
     }
 
 
 def list_table(snaps: list[Snapshot]) -> str:
     if not snaps:
         return "no snapshots"
-    rows = [("NAME", "CREATED (UTC)", "ORIGIN", "SIZE", "DATABASES", "PIN", "CLONE", "NOTE")]
+    rows = [("NAME", "CREATED (UTC)", "ORIGIN", "SIZE", "DATABASES", "PIN", "CLONE", "SEAL", "NOTE")]
     for s in snaps:
         dbs = ",".join(f"{a}:{d.get('engine')}" for a, d in s.databases.items())
         created = s.created_at.strftime("%Y-%m-%d %H:%M:%S")
         pin = "*" if s.pinned else ""
         clone = "yes" if any(d.get("clone") for d in s.databases.values()) else ""
-        rows.append((s.name, created, s.origin, human_bytes(s.size), dbs, pin, clone, s.manifest.get("note", "")))
+        seal = sealed_by(s.manifest) or "-"
+        rows.append((s.name, created, s.origin, human_bytes(s.size), dbs, pin, clone, seal, s.manifest.get("note", "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -51,6 +54,7 @@ def show_text(s: Snapshot) -> str:
         f"pinned:      {'yes' if s.pinned else 'no'}",
         f"note:        {m.get('note', '')}",
         f"size:        {human_bytes(s.size)}",
+        f"sealed by:   {('key ' + sealed_by(m)) if sealed_by(m) else 'no key (plain checksum only)'}",
         f"project:     {m.get('project', {}).get('root')} ({m.get('project', {}).get('settings_module')})",
         f"git commit:  {m.get('project', {}).get('git_commit') or '-'}",
         f"versions:    dbsnap {m.get('dbsnap_version')}, Django {m.get('django_version')}, "
@@ -96,6 +100,8 @@ SAFETY_ORIGINS = {"pre-rollback": "taken by a rollback", "pre-reset": "taken by 
 
 def plan_text(p: RollbackPlan) -> str:
     lines = [f"Roll back to snapshot {p.snapshot.name} (taken {p.snapshot.manifest['created_at']}):"]
+    for what, then, now in p.foreign:
+        lines.append(f"  OTHER PROJECT: the snapshot's {what} is {then}, this one's is {now} (--other-project)")
     if p.snapshot.origin in SAFETY_ORIGINS:
         note = p.snapshot.manifest.get("note") or "-"
         lines.append(f"  this is the safety snapshot {SAFETY_ORIGINS[p.snapshot.origin]} ({note})")

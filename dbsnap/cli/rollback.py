@@ -21,9 +21,28 @@ from .common import Obj, confirm_or_refuse, json_opt, out
     help="PostgreSQL: restore with N parallel pg_restore jobs (1: one stream). Default: $DBSNAP_JOBS, "
     "[tool.dbsnap] jobs, or auto (one per CPU, at most 4, for dumps of 64 MiB and more).",
 )
+@click.option(
+    "--allow-unsealed",
+    is_flag=True,
+    help="With a seal key configured: also restore a snapshot not sealed by that key (you trust its source).",
+)
+@click.option(
+    "--other-project",
+    is_flag=True,
+    help="Restore a snapshot taken of another project root, settings module or database name.",
+)
 @json_opt
 @click.pass_obj
-def rollback(obj: Obj, name: str, yes: bool, no_safety_snapshot: bool, jobs: str | None, as_json: bool) -> None:
+def rollback(
+    obj: Obj,
+    name: str,
+    yes: bool,
+    no_safety_snapshot: bool,
+    jobs: str | None,
+    allow_unsealed: bool,
+    other_project: bool,
+    as_json: bool,
+) -> None:
     """Put the database(s) AND the migration folders back to snapshot NAME, together, all or nothing.
 
     Checksums are verified first; a safety snapshot of the current state is taken; other sessions on the
@@ -44,5 +63,12 @@ def rollback(obj: Obj, name: str, yes: bool, no_safety_snapshot: bool, jobs: str
             return True
         return confirm_or_refuse(False, "Proceed?")
 
-    result = api.rollback(ctx, name, safety=not no_safety_snapshot, confirm=confirm)
+    result = api.rollback(
+        ctx,
+        name,
+        safety=not no_safety_snapshot,
+        confirm=confirm,
+        allow_unsealed=allow_unsealed,
+        other_project=other_project,
+    )
     out(result.__dict__ | {"seconds": round(result.seconds, 3)} if as_json else render.rollback_text(result), as_json)

@@ -25,6 +25,7 @@ from ..context import Context
 from ..errors import IntegrityError
 from ..project.manage_steps import verify_state
 from ..project.migration_scan import Row, disk_migrations, row
+from ..store import confine
 from ..store.archive import open_archive
 from ..store.snapshots import MIGRATIONS_PAYLOAD, Snapshot, Store
 from .changes import FileChanges, TableChange, file_changes, history_problems, row_changes, table_changes, unified_patch
@@ -38,7 +39,8 @@ def archive_files(snap: Snapshot, paths: Iterable[str]) -> dict[str, bytes]:
     if not wanted:
         return {}
     hashes = {f["path"]: f["sha256"] for f in snap.manifest["migrations"]["files"]}
-    payload = snap.path / snap.manifest["migrations"].get("payload", MIGRATIONS_PAYLOAD)
+    name = snap.manifest["migrations"].get("payload", MIGRATIONS_PAYLOAD)
+    payload = snap.path / confine.check_payload(name, snap.path, f"snapshot {snap.name!r}")
     if not payload.is_file():
         raise IntegrityError(f"snapshot {snap.name!r}: payload {payload.name} is missing")
     found: dict[str, bytes] = {}

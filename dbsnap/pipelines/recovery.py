@@ -17,7 +17,7 @@ def recover_pending(ctx: Context) -> str | None:
     """Recover whatever the journal describes (the caller holds the lock); None when there is nothing to do."""
     outcome = None
     for _ in range(3):  # a rollback carrying a reset: at most the rollback, then the reset
-        journal = ctx.store.read_journal()
+        journal = rb.pending_journal(ctx)  # confined to this project and store before anything acts on it
         if not journal:
             return outcome
         if journal.get("kind") == rj.KIND:

@@ -20,9 +20,10 @@ from pathlib import Path
 from .. import faults, procs
 from ..context import Context
 from ..engines.base import Engine
-from ..errors import ConfigError, DbsnapError, Interrupted, RollbackError, os_error_text
+from ..errors import ConfigError, DbsnapError, IntegrityError, Interrupted, RollbackError, os_error_text
 from ..project.databases import Database
 from ..settings import restore_jobs
+from ..store import confine
 from ..store.archive import list_folder, unpack_folders
 from ..store.fsutil import fsync_dir, remove_tree
 from ..store.snapshots import MIGRATIONS_PAYLOAD, Snapshot
@@ -52,6 +53,8 @@ class RollbackPlan:
     folders: list[FolderChange]
     safety: bool
     untouched: list[str] = field(default_factory=list)  # migration folders of today's project not in the snapshot
+    # What differs between the project/databases the snapshot was taken of and today's: (what, then, now).
+    foreign: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -113,8 +116,31 @@ def targets(ctx: Context, snap: Snapshot, aliases: list[str] | None = None) -> l
     return out
 
 
+def identity(ctx: Context, snap: Snapshot, dbs: list[Database]) -> list[tuple[str, str, str]]:
+    """(what, in the snapshot, now) for each of project root, settings module and database name that differs.
+
+    A manifest without these fields (older dbsnap) is not compared on them."""
+    out = []
+    saved = snap.manifest.get("project") or {}
+    now = {"project root": str(ctx.project.root), "settings module": ctx.project.settings_module}
+    for what, key in (("project root", "root"), ("settings module", "settings_module")):
+        if saved.get(key) is not None and str(saved.get(key)) != str(now[what]):
+            out.append((what, str(saved[key]), str(now[what])))
+    for db in dbs:
+        then = snap.databases[db.alias].get("name")
+        if then is not None and then != db.name:
+            out.append((f"database {db.alias}", str(then), db.name))
+    return out
+
+
+def saved_folders(ctx: Context, snap: Snapshot) -> list[str]:
+    """The snapshot's migration folders, confined to today's project (IntegrityError otherwise)."""
+    return confine.check_manifest(ctx.rules(), snap.manifest, snap.path, snap.name)
+
+
 def plan(ctx: Context, snap: Snapshot, safety: bool = True, aliases: list[str] | None = None) -> RollbackPlan:
     """Everything the confirmation shows; checks tools and connections, changes nothing."""
+    saved = saved_folders(ctx, snap)
     dbs = targets(ctx, snap, aliases)
     modes, sessions = {}, {}
     for db in dbs:
@@ -124,7 +150,6 @@ def plan(ctx: Context, snap: Snapshot, safety: bool = True, aliases: list[str] |
             engine.preflight()
         modes[db.alias] = engine.restore_mode() if hasattr(engine, "restore_mode") else "swap"
         sessions[db.alias] = engine.other_sessions()
-    saved = [f["path"] for f in snap.manifest["migrations"]["folders"]]
     folders = [folder_change(ctx.project.root, snap, path) for path in saved]
     untouched = [f.path for f in ctx.project.folders if f.path not in saved]
     return RollbackPlan(
@@ -135,6 +160,7 @@ def plan(ctx: Context, snap: Snapshot, safety: bool = True, aliases: list[str] |
         folders=folders,
         safety=safety,
         untouched=untouched,
+        foreign=identity(ctx, snap, dbs),
     )
 
 
@@ -228,10 +254,25 @@ def recover(ctx: Context, journal: dict) -> str:
     return "forward" if forward else "undone"
 
 
+def pending_journal(ctx: Context) -> dict | None:
+    """The store's journal, with every path and database name in it confined to this project and store: the
+    one way to read a journal before acting on it. IntegrityError (exit 6, nothing touched) otherwise."""
+    journal = ctx.store.read_journal()
+    if journal is None:
+        return None
+    try:
+        return confine.check_journal(ctx.rules(), journal)
+    except DbsnapError as e:
+        raise IntegrityError(
+            f"refusing the store's journal {ctx.store.journal_path}: {e.message}; nothing was changed",
+            hint="it was not written by dbsnap for this project: check it, then remove it by hand",
+        ) from e
+
+
 def recover_pending(ctx: Context, quiet: bool = False) -> str | None:
     """If a killed rollback left a journal, finish or undo it now (caller holds the lock); ``quiet``: the caller
     says what happened."""
-    journal = ctx.store.read_journal()
+    journal = pending_journal(ctx)
     if not journal:
         return None
     try:
@@ -255,8 +296,8 @@ def recover_pending(ctx: Context, quiet: bool = False) -> str | None:
 
 def _verify(ctx: Context, snap: Snapshot, engines: list[Engine]) -> None:
     root = ctx.project.root
-    for f in snap.manifest["migrations"]["folders"]:
-        now, then = current_files(root, f["path"]), snapshot_files(snap, f["path"])
+    for path in saved_folders(ctx, snap):
+        now, then = current_files(root, path), snapshot_files(snap, path)
         if now != then:
             diff = sorted(set(now.items()) ^ set(then.items()))
             raise RollbackError(f"after restore, migration files differ from the snapshot: {diff[0][0]}")
@@ -289,6 +330,7 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
                 "nothing was changed (no safety snapshot was kept)"
             ) from e
     root = ctx.project.root
+    folders = saved_folders(ctx, snap)  # confined again where used: the manifest is what is on disk now
     engines = [ctx.engine(db) for db in p.databases]
     journal: dict = {
         "snapshot": snap.name,
@@ -297,7 +339,7 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "pid": os.getpid(),
         "databases": [],
-        "folders": [_folder_entry(root, f["path"]) for f in snap.manifest["migrations"]["folders"]],
+        "folders": [_folder_entry(root, path) for path in folders],
     }
     if outer is not None:
         journal["outer"] = outer
@@ -313,10 +355,14 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
     warnings: list[str] = []  # what fell back (a clone, a parallel restore): said on stderr and in --json
     try:
         ctx.reporter.step(f"unpacking {len(journal['folders'])} migration folders")
-        unpack_folders(snap.path / MIGRATIONS_PAYLOAD, {f["path"]: Path(f["staged"]) for f in journal["folders"]})
+        unpack_folders(
+            snap.path / MIGRATIONS_PAYLOAD,
+            {f["path"]: Path(f["staged"]) for f in journal["folders"]},
+            {f["path"]: Path(f["live"]) for f in journal["folders"]},
+        )
         for e in engines:
             saved = snap.databases[e.db.alias]
-            payload = snap.path / saved["payload"]
+            payload = snap.path / confine.check_payload(saved["payload"], snap.path, f"snapshot {snap.name!r}")
             state = e.new_restore_state(payload, saved)
             if e.parallel_restore and state.get("mode") == "swap" and not state.get("clone"):
                 state["jobs"] = restore_jobs(ctx.jobs, int(saved.get("raw_bytes") or 0))

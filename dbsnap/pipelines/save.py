@@ -19,8 +19,10 @@ from pathlib import Path
 from .. import __version__, faults, procs
 from ..context import Context
 from ..errors import DbsnapError, UsageError
+from ..store import confine
 from ..store.archive import pack_folders
 from ..store.fsutil import atomic_write, remove_tree
+from ..store.seal import load_key, make_seal
 from ..store.snapshots import (
     FORMAT,
     FORMAT_VERSION,
@@ -97,6 +99,7 @@ def take_snapshot(
     dbs = ctx.databases()
     engines = [ctx.engine(db) for db in dbs]
     facts = [e.preflight() for e in engines]  # before staging anything: a missing tool fails fast
+    key = load_key(ctx.env)  # an unreadable or too-open key file fails before anything is written
     started = time.monotonic()
     created = datetime.now(timezone.utc)
     staged = ctx.store.stage(name)
@@ -168,6 +171,8 @@ def take_snapshot(
             "files": files,
             "seconds": round(time.monotonic() - started, 3),
         }
+        if key is not None:
+            manifest["seal"] = make_seal(manifest, key)
         sealed = dump_manifest(manifest)
         atomic_write(staged / MANIFEST, sealed)
         if verify:
@@ -212,6 +217,7 @@ def drop_clones(ctx: Context, snap: Snapshot) -> list[str]:
             db = ctx.project.databases.get(alias)
             if db is None or db.kind != saved.get("engine"):
                 raise DbsnapError(f"database {alias!r} is not configured in this project")
+            confine.derived_db_name(ctx.rules(), alias, clone.get("name"), f"snapshot {snap.name!r}")
             if ctx.engine(db).drop_clone(clone):
                 dropped.append(clone["name"])
         except DbsnapError as e:

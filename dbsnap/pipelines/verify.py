@@ -1,9 +1,11 @@
-"""Trusting a snapshot: checksums and complete compressed streams by default; with ``deep``, a real restore.
+"""Trusting a snapshot: the checks rollback runs, complete compressed streams, and with ``deep`` a real restore.
 
-The default check never decompresses to disk: it re-hashes every payload, checks the manifest's format, fields
-and seal, and reads each zstd stream to its end (a truncated frame is caught). ``deep`` restores each database
-into a scratch database or file (always removed afterwards), compares row counts and ``django_migrations`` with
-the manifest, and checks the migration archive holds exactly the manifest's files.
+:func:`check_snapshot` is the one function both rollback and verify call before trusting a snapshot: manifest
+format, fields and checksum; every path and name in it confined to this project (``store/confine.py``); the
+keyed seal; every payload's size and SHA-256; and every member of the migrations archive a regular file (or
+folder) inside the saved folders, holding exactly the manifest's files. verify then reads each zstd stream to
+its end (a rollback's restore does that as it goes), and ``deep`` restores each database into a scratch
+database or file (always removed afterwards) and compares row counts and ``django_migrations``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from ..context import Context
 from ..engines import engine_for
 from ..errors import DbsnapError, IntegrityError
 from ..project.databases import Database
-from ..store.archive import check_stream, open_archive, read_chunks
+from ..store import confine
+from ..store import seal as sl
+from ..store.archive import check_stream, member_kind, open_archive, read_chunks
 from ..store.snapshots import Snapshot, Store
 
 
@@ -31,8 +35,59 @@ class VerifyResult:
         return self.problem is None
 
 
+def check_seal(ctx: Context, snap: Snapshot, allow_unsealed: bool) -> str:
+    """The seal against the configured key: a seal by that key that does not match is always refused; no seal
+    (or another key's) is refused unless ``allow_unsealed``; with no key configured there is nothing to check."""
+    key = sl.load_key(ctx.env)
+    status = sl.check_seal(snap.manifest, key)
+    if status == sl.INVALID:
+        raise IntegrityError(
+            f"snapshot {snap.name!r}: its seal does not match: manifest.json was changed after it was sealed"
+        )
+    if status in (sl.UNSEALED, sl.OTHER_KEY) and not allow_unsealed:
+        assert key is not None
+        by = sl.sealed_by(snap.manifest)
+        raise IntegrityError(
+            f"snapshot {snap.name!r} is not sealed by this machine's key {key.id} "
+            + (f"(sealed by key {by})" if status == sl.OTHER_KEY else "(it has no seal)"),
+            hint="if you trust where it came from, pass --allow-unsealed",
+        )
+    if status == sl.VALID:
+        return f"seal: valid (key {key.id})"  # type: ignore[union-attr]
+    if status == sl.NO_KEY:
+        return "seal: not checked (no key configured)"
+    return f"seal: {status} (allowed)"
+
+
+def check_archive(snap: Snapshot, folders: list[str]) -> int:
+    """Every archive member a regular file or folder inside ``folders``, and the files exactly the manifest's."""
+    mig = snap.manifest["migrations"]
+    path = snap.path / confine.check_payload(mig["payload"], snap.path, f"snapshot {snap.name!r}")
+    members = archive_members(path, folders, snap.name)
+    wanted = {f["path"]: f["sha256"] for f in mig["files"]}
+    if members != wanted:
+        diff = sorted(set(members.items()) ^ set(wanted.items()))
+        raise IntegrityError(
+            f"snapshot {snap.name!r}: {mig['payload']} does not hold the manifest's migration files ({diff[0][0]})"
+        )
+    return len(members)
+
+
+def check_snapshot(ctx: Context, snap: Snapshot, *, allow_unsealed: bool = False) -> list[str]:
+    """What rollback and verify both check before trusting ``snapshot`` (see the module docstring); returns what
+    was checked, raises IntegrityError naming the snapshot and the first problem. Reads no database."""
+    ctx.store.verify_manifest(snap)
+    folders = confine.check_manifest(ctx.rules(), snap.manifest, snap.path, snap.name)
+    done = [check_seal(ctx, snap, allow_unsealed)]
+    ctx.store.verify_checksums(snap)
+    done.append(f"{len(snap.manifest['files'])} payloads: checksums match")
+    n = check_archive(snap, folders)
+    done.append(f"{snap.manifest['migrations']['payload']}: {n} migration files match, all inside the saved folders")
+    return done
+
+
 def check_files(store: Store, snap: Snapshot) -> list[str]:
-    """Manifest + checksums + every stream read to its end; IntegrityError names the snapshot and file."""
+    """Checksums + every stream read to its end; IntegrityError names the snapshot and file."""
     store.verify_checksums(snap)
     done = []
     for fname in sorted(snap.manifest["files"]):
@@ -44,11 +99,17 @@ def check_files(store: Store, snap: Snapshot) -> list[str]:
     return done
 
 
-def archive_members(path) -> dict[str, str]:
-    """``{path: sha256}`` of every regular file in a migrations archive, read as a stream."""
+def archive_members(path, folders: list[str], name: str) -> dict[str, str]:
+    """``{path: sha256}`` of every regular file in a migrations archive, read as a stream; IntegrityError for a
+    member that is not a regular file or folder, or lies outside ``folders``."""
     out = {}
+    what = f"snapshot {name!r}: {path.name}"
     with open_archive(path) as tar:
         for m in tar:
+            confine.check_member_path(m.name.rstrip("/"), folders, what)
+            kind = member_kind(m)
+            if kind not in ("file", "folder"):
+                raise IntegrityError(f"{what}: {m.name} is a {kind}, not a regular file")
             if m.isfile():
                 h = hashlib.sha256()
                 f = tar.extractfile(m)
@@ -80,15 +141,6 @@ def _database_for(ctx: Context, alias: str, saved: dict) -> Database:
 def check_deep(ctx: Context, snap: Snapshot) -> list[str]:
     """Restore every database into scratch and compare; check the migration archive against the manifest."""
     done = []
-    mig = snap.manifest["migrations"]
-    members = archive_members(snap.path / mig["payload"])
-    wanted = {f["path"]: f["sha256"] for f in mig["files"]}
-    if members != wanted:
-        diff = sorted(set(members.items()) ^ set(wanted.items()))
-        raise IntegrityError(
-            f"snapshot {snap.name!r}: {mig['payload']} does not hold the manifest's migration files ({diff[0][0]})"
-        )
-    done.append(f"{mig['payload']}: {len(members)} migration files match")
     for alias, saved in snap.databases.items():
         engine = engine_for(_database_for(ctx, alias, saved), ctx.env)
         facts = engine.restored_facts(snap.path / saved["payload"])
@@ -112,7 +164,8 @@ def verify(ctx: Context, snap: Snapshot, deep: bool = False) -> VerifyResult:
     """Check one snapshot; the result carries the first problem found instead of raising."""
     result = VerifyResult(name=snap.name, deep=deep)
     try:
-        result.checked = check_files(ctx.store, snap)
+        result.checked = check_snapshot(ctx, snap, allow_unsealed=True)
+        result.checked += check_files(ctx.store, snap)
         if deep:
             result.checked += check_deep(ctx, snap)
     except IntegrityError as e:

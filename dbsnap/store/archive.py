@@ -18,9 +18,12 @@ from typing import BinaryIO
 import zstandard
 
 from ..errors import IntegrityError
+from .confine import check_member_path
 from .fsutil import create_private
 
 CHUNK = 1 << 20
+FILE_MODE = 0o644  # restored migration files: never the archive's mode bits (a forged 0777 or setuid stays out)
+FOLDER_MODE = 0o755
 LEVEL = 3
 MAX_THREADS = 4
 
@@ -200,34 +203,67 @@ def open_archive(path: Path) -> tarfile.TarFile:
     return tarfile.open(fileobj=io.BufferedReader(_ChunkReader(decompressed_chunks(path)), CHUNK), mode="r|")
 
 
-def unpack_folders(src: Path, targets: dict[str, Path]) -> None:
+def member_kind(m: tarfile.TarInfo) -> str:
+    """What a tar member is, in words: "file", "folder", "symlink", "hardlink", "device", "FIFO" or "special"."""
+    if m.isfile():
+        return "file"
+    if m.isdir():
+        return "folder"
+    if m.issym():
+        return "symlink"
+    if m.islnk():
+        return "hardlink"
+    if m.ischr() or m.isblk():
+        return "device"
+    if m.isfifo():
+        return "FIFO"
+    return "special"
+
+
+def _mode_like(replaced: Path | None, default: int) -> int:
+    """The permission bits of the file or folder being replaced (without setuid/setgid/sticky), else ``default``."""
+    try:
+        return os.stat(replaced).st_mode & 0o777 if replaced is not None else default
+    except OSError:
+        return default
+
+
+def unpack_folders(src: Path, targets: dict[str, Path], live: dict[str, Path] | None = None) -> None:
     """Extract the archive's files into staging folders.
 
-    ``targets`` maps each archived folder (relative path) to the directory its content goes to. Members must be
-    regular files or directories under one of those folders; anything else is an integrity error.
+    ``targets`` maps each archived folder (relative path) to the directory its content goes to; ``live`` maps it
+    to the folder it will replace, whose files' modes are kept (0644 files / 0755 folders where there is none).
+    Members must be regular files or directories under one of those folders; anything else is an integrity
+    error. The archive's own mode bits are never applied.
     """
-    for t in targets.values():
+    live = live or {}
+    for folder, t in targets.items():
         t.mkdir(parents=True, exist_ok=True)
-    folders = sorted(targets, key=len, reverse=True)
+        os.chmod(t, _mode_like(live.get(folder), FOLDER_MODE))
+    folders = list(targets)
     with open_archive(src) as tar:
         for m in tar:
-            p = PurePosixPath(m.name)
-            if p.is_absolute() or ".." in p.parts:
-                raise IntegrityError(f"{src.name}: unsafe path in archive: {m.name}")
-            folder = next((d for d in folders if p.as_posix().startswith(d.rstrip("/") + "/")), None)
-            if folder is None:
-                raise IntegrityError(f"{src.name}: {m.name} is outside the snapshot's migration folders")
-            dest = targets[folder] / p.relative_to(folder)
-            if m.isdir():
+            rel = check_member_path(m.name.rstrip("/"), folders, src.name)
+            folder = next(d for d in sorted(folders, key=len, reverse=True) if rel.startswith(d.rstrip("/") + "/"))
+            sub = PurePosixPath(rel).relative_to(folder)
+            dest = targets[folder] / sub
+            replaced = live[folder] / sub if folder in live else None
+            kind = member_kind(m)
+            if kind == "folder":
                 dest.mkdir(parents=True, exist_ok=True)
+                os.chmod(dest, _mode_like(replaced, FOLDER_MODE))
                 continue
-            if not m.isfile():
-                raise IntegrityError(f"{src.name}: {m.name} is not a regular file")
+            if kind != "file":
+                raise IntegrityError(f"{src.name}: {m.name} is a {kind}, not a regular file")
             dest.parent.mkdir(parents=True, exist_ok=True)
             fobj = tar.extractfile(m)
             assert fobj is not None
-            with open(dest, "wb") as out:
-                for chunk in read_chunks(fobj):  # type: ignore[arg-type]
-                    out.write(chunk)
-            os.chmod(dest, m.mode & 0o777 or 0o644)
+            try:
+                # O_EXCL: never written through a file or symlink already there (a member given twice).
+                with create_private(dest) as out:
+                    for chunk in read_chunks(fobj):  # type: ignore[arg-type]
+                        out.write(chunk)
+            except FileExistsError:
+                raise IntegrityError(f"{src.name}: {m.name} appears twice in the archive") from None
+            os.chmod(dest, _mode_like(replaced, FILE_MODE))
             os.utime(dest, (m.mtime, m.mtime))

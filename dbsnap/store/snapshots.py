@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import faults
-from ..errors import IntegrityError, SnapshotNotFound, UsageError
+from ..errors import ConfigError, IntegrityError, SnapshotNotFound, UsageError
 from .fsutil import atomic_write, exchange, fsync_dir, private_dir, remove_tree, sha256_file
 
 FORMAT = "dbsnap-snapshot"
@@ -28,10 +28,16 @@ MANIFEST = "manifest.json"
 MIGRATIONS_PAYLOAD = "migrations.tar.zst"  # the tar of the migration folders, beside the database payloads
 TMP = ".tmp"
 JOURNAL = ".journal.json"
+MARKER = ".dbsnap-store"  # present in every store: how dbsnap tells its store from any other folder
+MARKER_TEXT = '{"format": "dbsnap-store", "format_version": 1}\n'
+# What a store made before the marker existed may hold besides snapshot folders: such a store is adopted.
+_STORE_ENTRIES = {".gitignore", TMP, JOURNAL, ".lock", MARKER}
+# Payload names a snapshot folder holds: a folder without a manifest is called damaged only if it has one.
+_PAYLOAD_RE = re.compile(r"^(db-.+\.zst|migrations\.tar\.zst)$")
 MAX_NAME = 100
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Fields a user may change after commit (pin/unpin); everything else is sealed by manifest_sha256.
-MUTABLE_FIELDS = ("pinned", "manifest_sha256")
+MUTABLE_FIELDS = ("pinned", "manifest_sha256", "seal")
 REQUIRED_FIELDS = (
     "format",
     "format_version",
@@ -63,17 +69,35 @@ def validate_name(name: str) -> str:
     return name
 
 
-def manifest_digest(manifest: dict) -> str:
-    """SHA-256 over the canonical JSON of the manifest's sealed fields."""
+def canonical(manifest: dict) -> bytes:
+    """The canonical JSON of the manifest's sealed fields: what the checksum and the keyed seal cover."""
     sealed = {k: v for k, v in manifest.items() if k not in MUTABLE_FIELDS}
-    blob = json.dumps(sealed, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return json.dumps(sealed, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 over the canonical JSON of the manifest's sealed fields (catches accidents, not forgers)."""
+    return hashlib.sha256(canonical(manifest)).hexdigest()
 
 
 def dump_manifest(manifest: dict) -> str:
     manifest = dict(manifest)
     manifest["manifest_sha256"] = manifest_digest(manifest)
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def _is_manifest(path: Path) -> bool:
+    try:
+        return path.is_file() and json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _looks_like_snapshot(folder: Path) -> bool:
+    try:
+        return any(p.name == MANIFEST or _PAYLOAD_RE.match(p.name) for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 @dataclass
@@ -119,9 +143,39 @@ class Store:
     def journal_path(self) -> Path:
         return self.root / JOURNAL
 
+    def is_store(self) -> bool:
+        """True for a folder that is a dbsnap store: it has the marker, or (made before the marker) holds
+        snapshots or only what a store holds."""
+        if (self.root / MARKER).is_file():
+            return True
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return False
+        if not entries:
+            return False
+        if any(p.is_dir() and _is_manifest(p / MANIFEST) for p in entries if not p.name.startswith(".")):
+            return True
+        gi = self.root / ".gitignore"
+        return {p.name for p in entries} <= _STORE_ENTRIES and gi.is_file() and gi.read_text() == "*\n"
+
+    def check_usable(self) -> None:
+        """ConfigError (nothing written) when the folder exists, is not empty and is not a dbsnap store."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"the store {self.root} is not a folder")
+        if self.root.is_dir() and any(self.root.iterdir()) and not self.is_store():
+            raise ConfigError(
+                f"{self.root} is not a dbsnap store (no {MARKER}) and is not empty; refusing to use it",
+                hint="point --store / DBSNAP_DIR at an empty or new folder",
+            )
+
     def ensure(self) -> None:
-        """Create the store (0700) with its ``.gitignore`` and staging folder if missing."""
+        """Create the store (0700) with its marker, ``.gitignore`` and staging folder if missing; refuse a
+        non-empty folder that is not a store before changing anything in it."""
+        self.check_usable()
         private_dir(self.root)
+        if not (self.root / MARKER).is_file():
+            atomic_write(self.root / MARKER, MARKER_TEXT)
         gi = self.root / ".gitignore"
         if not gi.exists():
             atomic_write(gi, "*\n")
@@ -183,7 +237,7 @@ class Store:
 
     def list(self) -> list[Snapshot]:
         """Committed snapshots, oldest first (ties by name)."""
-        if not self.root.is_dir():
+        if not self.root.is_dir() or not self.is_store():
             return []
         snaps = []
         for p in self.root.iterdir():
@@ -200,12 +254,15 @@ class Store:
         return sorted(snaps, key=lambda s: (s.created_at, s.name))
 
     def damaged(self) -> list[str]:
-        """Folders that look like snapshots but have no usable manifest: not listed, removable by delete --force."""
-        if not self.root.is_dir():
+        """Folders that look like snapshots (a manifest.json or a payload file) but have no usable manifest: not
+        listed, removable by delete --force. Any other folder is not dbsnap's and is never called damaged."""
+        if not self.root.is_dir() or not self.is_store():
             return []
         good = {s.name for s in self.list()}
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in good
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and p.name not in good and _looks_like_snapshot(p)
         )
 
     def exists(self, name: str) -> bool:
@@ -231,7 +288,7 @@ class Store:
             for s in snaps:
                 if s.name == name:
                     return s
-        if _NAME_RE.match(name) and (self.root / name).is_dir():
+        if _NAME_RE.match(name) and name in self.damaged():
             # The folder is there but list() skipped it: a damaged snapshot, not a missing one.
             raise IntegrityError(
                 f"snapshot {name!r} is damaged: {MANIFEST} is missing, unreadable or incomplete",
@@ -308,11 +365,22 @@ class Store:
 
     # -- rollback journal -----------------------------------------------------------------------------------
 
+    def has_journal(self) -> bool:
+        return self.journal_path.exists()
+
     def read_journal(self) -> dict | None:
+        """The journal as parsed JSON, unconfined: only display it; anything that acts on it takes it from
+        ``pipelines.rollback.pending_journal``, which confines it first. IntegrityError if it is not JSON."""
         try:
-            return json.loads(self.journal_path.read_text())
+            data = json.loads(self.journal_path.read_text())
         except FileNotFoundError:
             return None
+        except (OSError, ValueError) as e:
+            raise IntegrityError(
+                f"the store's journal {self.journal_path} is unreadable ({e})",
+                hint="restore the state by hand from its safety snapshot, then remove the journal",
+            ) from e
+        return data
 
     def write_journal(self, journal: dict) -> None:
         self.ensure()

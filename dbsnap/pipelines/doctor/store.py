@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ...context import Context
+from ...errors import IntegrityError
 from ...report import human_bytes
 from ...store.locking import LOCK_NAME, describe_owner, is_held, read_owner
 from ..reset_journal import finishable, where
@@ -138,7 +139,7 @@ def check_journal(ctx: Context) -> Check:
         return Check("journal", OK, "no unfinished rollback (no store yet)")
     try:
         journal = ctx.store.read_journal()
-    except ValueError as e:
+    except (ValueError, IntegrityError) as e:
         return Check(
             "journal",
             FAIL,
