@@ -21,10 +21,13 @@ from ..project.discovery import MigrationFolder
 from ..project.manage_steps import debug_from_manage, manage, verify_state
 from ..project.migration_scan import LostOperation, lost_operations
 from ..report import Reporter
+from ..schema import Prerequisite
 from ..settings import read_pyproject
 from ..store.fsutil import remove_tree
 from ..store.snapshots import validate_name
+from . import prerequisites as carry
 from . import rollback as rb
+from .fresh_history import HistoryError, check_makemigrations_allowed, prove
 from .save import take_snapshot, unique_name
 
 STEPS = (
@@ -56,6 +59,7 @@ class ResetPlan:
     after: list[list[str]]
     safety_name: str
     sessions: dict[str, list[str]] = field(default_factory=dict)
+    carried: list[Prerequisite] = field(default_factory=list)  # recreated by the generated prerequisites migration
 
     @property
     def confirm_word(self) -> str:
@@ -70,6 +74,9 @@ class ResetResult:
     steps: list[tuple[str, float]] = field(default_factory=list)
     migrations: dict[str, list[str]] = field(default_factory=dict)
     lost: list[LostOperation] = field(default_factory=list)
+    carried: list[Prerequisite] = field(default_factory=list)  # as read just before the drop
+    carried_file: str | None = None  # the generated prerequisites migration, relative to the project root
+    notes: list[str] = field(default_factory=list)  # what verify could not prove (said, not hidden)
 
 
 class StepFailed(Exception):
@@ -140,6 +147,7 @@ def plan(ctx: Context, opts: ResetOptions) -> ResetPlan:
         lost=lost_operations(project.root, [(f.app, f.path) for f in folders]),
         after=_after_commands(ctx, opts),
         safety_name=name,
+        carried=carry.merge([ctx.engine(db).prerequisites() for db in dbs]),
     )
 
 
@@ -152,6 +160,10 @@ def preflight(ctx: Context, p: ResetPlan) -> None:
     out = manage(ctx.project, "check")
     if out.returncode != 0:
         raise StepFailed("manage.py check fails before anything was changed", out.stdout)
+    try:
+        check_makemigrations_allowed(ctx.project, p.folders)
+    except HistoryError as e:
+        raise StepFailed(str(e), e.output) from e
 
 
 def delete_migration_modules(root: Path, folder: str) -> list[str]:
@@ -211,12 +223,20 @@ def run(
         lambda: take_snapshot(ctx, p.safety_name, origin="pre-reset", pin=True, note="safety snapshot before reset"),
     )
     try:
-        step("drop database objects", lambda: [ctx.engine(db).drop_everything() for db in p.databases])
+
+        def drop() -> None:
+            # What the fresh history must create again, read the moment before it goes.
+            result.carried = carry.merge([ctx.engine(db).prerequisites() for db in p.databases])
+            for db in p.databases:
+                ctx.engine(db).drop_everything()
+
+        step("drop database objects", drop)
 
         def regenerate() -> None:
             for f in p.folders:
                 delete_migration_modules(project.root, f.path)
             _check(manage(project, "makemigrations", "--noinput", *[f.app for f in p.folders]), "makemigrations")
+            result.carried_file = carry.write(project.root, p.folders, result.carried)
             for f in p.folders:
                 result.migrations[f.app] = sorted(
                     x.name for x in (project.root / f.path).glob("*.py") if x.name != "__init__.py"
@@ -234,14 +254,15 @@ def run(
             "after-reset steps",
             lambda: [_check(manage(project, *cmd), "manage.py " + " ".join(cmd)) for cmd in p.after],
         )
-        step("verify", lambda: verify(ctx, p))
+        result.notes += step("verify", lambda: verify(ctx, p))  # type: ignore[operator]
     except BaseException as exc:
         raise _fail(ctx, p, opts, step_no, exc) from exc
     return result
 
 
-def verify(ctx: Context, p: ResetPlan) -> None:
-    """check passes; no model changes; no unapplied migrations; history rows == files; every model table exists."""
+def verify(ctx: Context, p: ResetPlan) -> list[str]:
+    """check passes; no model changes; no unapplied migrations; history rows == files; every model table exists;
+    the fresh history builds an empty database with the same schema. Returns what could not be proved."""
     project = ctx.project
     _check(manage(project, "check"), "manage.py check")
     out = manage(project, "makemigrations", "--check", "--dry-run")
@@ -258,6 +279,14 @@ def verify(ctx: Context, p: ResetPlan) -> None:
             problems.append(f"tables missing: {', '.join(state['missing_tables'][:5])}")
         if problems:
             raise StepFailed(f"database {db.alias!r}: " + "; ".join(problems))
+    notes = []
+    for db in p.databases:
+        try:
+            note = prove(ctx, db)
+        except HistoryError as e:
+            raise StepFailed(str(e), e.output) from e
+        notes += [note] if note else []
+    return notes
 
 
 def _pairs(rows: list[list[str]]) -> str:

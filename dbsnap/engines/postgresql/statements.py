@@ -129,3 +129,58 @@ SELECT kind, name, facts FROM (
      AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_ts_config'::regclass AND m.objid = c.oid)
 ) x ORDER BY ord, o
 """
+
+# -- the schema description (dbsnap.schema) -------------------------------------------------------------------
+# Tables of every schema but the system ones, named "table" in public and "schema.table" elsewhere; objects that
+# belong to an extension are the extension's and are left out.
+_USER_REL = r"""
+  c.relnamespace NOT IN (SELECT oid FROM pg_namespace
+                          WHERE nspname IN ('information_schema', 'pg_catalog', 'pg_toast') OR nspname LIKE 'pg\_temp%'
+                             OR nspname LIKE 'pg\_toast\_temp%')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_class'::regclass AND x.objid = c.oid
+                  AND x.deptype = 'e')
+"""
+_REL_NAME = "CASE WHEN c.relnamespace = 'public'::regnamespace THEN c.relname::text ELSE c.oid::regclass::text END"
+
+SCHEMA_SQL = {
+    "tables": f"SELECT {_REL_NAME} FROM pg_class c WHERE c.relkind IN ('r', 'p') AND {_USER_REL}",
+    "columns": f"""
+SELECT {_REL_NAME}, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid), a.attidentity::text || a.attgenerated::text,
+       CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation THEN co.collname::text ELSE '' END
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type ty ON ty.oid = a.atttypid
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  LEFT JOIN pg_collation co ON co.oid = a.attcollation
+ WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND {_USER_REL}""",
+    "constraints": f"""
+SELECT {_REL_NAME}, pg_get_constraintdef(k.oid) FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+ WHERE c.relkind IN ('r', 'p') AND {_USER_REL}""",
+    # The index's name is taken out of its definition: names differ between histories, meaning does not.
+    "indexes": f"""
+SELECT {_REL_NAME}, replace(pg_get_indexdef(i.indexrelid), ' INDEX ' || quote_ident(ic.relname) || ' ON ', ' INDEX ON ')
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+ WHERE c.relkind IN ('r', 'p') AND {_USER_REL}""",
+    # A sequence is what owns it (an identity or serial column) and how it counts, not its name.
+    "sequences": f"""
+SELECT coalesce((SELECT format('owned by %s.%s', CASE WHEN t.relnamespace = 'public'::regnamespace
+                        THEN t.relname::text ELSE t.oid::regclass::text END, a.attname)
+                   FROM pg_depend dp JOIN pg_class t ON t.oid = dp.refobjid
+                   JOIN pg_attribute a ON a.attrelid = dp.refobjid AND a.attnum = dp.refobjsubid
+                  WHERE dp.classid = 'pg_class'::regclass AND dp.objid = c.oid AND dp.deptype IN ('a', 'i')
+                  LIMIT 1), {_REL_NAME})
+       || format(': %s start %s increment %s min %s max %s%s', format_type(s.seqtypid, NULL), s.seqstart,
+                 s.seqincrement, s.seqmin, s.seqmax, CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END)
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid WHERE {_USER_REL}""",
+    "views": f"""
+SELECT CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, {_REL_NAME}, pg_get_viewdef(c.oid)
+  FROM pg_class c WHERE c.relkind IN ('v', 'm') AND {_USER_REL}""",
+    "functions": r"""
+SELECT p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)) FROM pg_proc p
+ WHERE p.prokind IN ('f', 'p') AND p.pronamespace NOT IN (SELECT oid FROM pg_namespace
+                                  WHERE nspname IN ('information_schema', 'pg_catalog') OR nspname LIKE 'pg\_%')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass AND x.objid = p.oid
+                   AND x.deptype = 'e')""",
+    "triggers": f"""
+SELECT {_REL_NAME} || '.' || t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+ WHERE NOT t.tgisinternal AND {_USER_REL}""",
+}
