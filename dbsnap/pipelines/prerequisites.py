@@ -53,7 +53,13 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _run_sql(sql: str, reverse: str) -> str:
+def _run_sql(sql: str | list[str], reverse: str) -> str:
+    """A RunSQL operation; several statements as a list, one a line, so the file stays readable."""
+    if isinstance(sql, list):
+        body = "".join(f"\n                {stmt!r}," for stmt in sql)
+        return (
+            f"migrations.RunSQL(\n            [{body}\n            ],\n            reverse_sql={reverse!r},\n        )"
+        )
     return f"migrations.RunSQL({sql!r}, reverse_sql={reverse!r})"
 
 
@@ -136,7 +142,7 @@ def write(root: Path, folders: list[MigrationFolder], items: list[Prerequisite])
     holder = folders[0]
     target = root / holder.path / f"{NAME}.py"
     atomic_write(target, migration_source(items), mode=0o644)
-    dep = f"({holder.app!r}, {NAME!r}), "
+    dep = f"({holder.app!r}, {NAME!r}),"
     for f in folders:
         for path in sorted((root / f.path).glob("*.py")):
             if path.name == "__init__.py" or path == target:
@@ -144,7 +150,16 @@ def write(root: Path, folders: list[MigrationFolder], items: list[Prerequisite])
             text = path.read_text()
             if _depends_inside_app(text, f.app) is not False:
                 continue  # not an initial one (or not a list we can extend)
-            new, n = re.subn(r"^(\s*dependencies\s*=\s*\[)", lambda m: m.group(1) + dep, text, count=1, flags=re.M)
+            # Django's writer puts one dependency a line: the new one goes first, on its own line.
+            new, n = re.subn(
+                r"^([ \t]*)(dependencies[ \t]*=[ \t]*\[)(\n?)",
+                lambda m: (
+                    f"{m.group(1)}{m.group(2)}\n{m.group(1)}    {dep}\n" if m.group(3) else m.group(0) + dep + " "
+                ),
+                text,
+                count=1,
+                flags=re.M,
+            )
             if n:
                 atomic_write(path, new, mode=0o644)
     return target.relative_to(root).as_posix()

@@ -113,16 +113,17 @@ SELECT kind, name, facts FROM (
      AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_ts_dict'::regclass AND m.objid = d.oid)
   UNION ALL
   SELECT 4, c.oid::bigint, 'text search configuration', c.cfgname::text,
-         jsonb_build_object('sql', format('CREATE TEXT SEARCH CONFIGURATION public.%I (PARSER = %I.%I);', c.cfgname,
-           pn.nspname, p.prsname) || coalesce((
-             SELECT string_agg(format(' ALTER TEXT SEARCH CONFIGURATION public.%I ADD MAPPING FOR %s WITH %s;',
-                                      c.cfgname, x.alias, x.dicts), '' ORDER BY x.alias)
+         jsonb_build_object('sql', jsonb_build_array(
+           format('CREATE TEXT SEARCH CONFIGURATION public.%I (PARSER = %I.%I)', c.cfgname, pn.nspname, p.prsname)
+         ) || coalesce((
+             SELECT jsonb_agg(format('ALTER TEXT SEARCH CONFIGURATION public.%I ADD MAPPING FOR %s WITH %s',
+                                     c.cfgname, x.alias, x.dicts) ORDER BY x.alias)
                FROM (SELECT t.alias, string_agg(format('%I.%I', dn.nspname, d.dictname), ', ' ORDER BY m.mapseqno)
                               AS dicts
                        FROM pg_ts_config_map m
                        JOIN ts_token_type(c.cfgparser) t ON t.tokid = m.maptokentype
                        JOIN pg_ts_dict d ON d.oid = m.mapdict JOIN pg_namespace dn ON dn.oid = d.dictnamespace
-                      WHERE m.mapcfg = c.oid GROUP BY t.alias) x), ''),
+                      WHERE m.mapcfg = c.oid GROUP BY t.alias) x), '[]'::jsonb),
            'drop', format('DROP TEXT SEARCH CONFIGURATION IF EXISTS public.%I', c.cfgname))
     FROM pg_ts_config c JOIN pg_ts_parser p ON p.oid = c.cfgparser JOIN pg_namespace pn ON pn.oid = p.prsnamespace
    WHERE c.cfgnamespace = 'public'::regnamespace
