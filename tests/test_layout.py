@@ -28,6 +28,7 @@ LAYERS = {
     "dbsnap.settings": 2,
     "dbsnap.schedule": 2,
     "dbsnap.retention": 1,
+    "dbsnap.schema": 1,
     "dbsnap.report": 1,
     "dbsnap.errors": 1,
     "dbsnap.faults": 1,

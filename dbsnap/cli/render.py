@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..pipelines import prerequisites as carry
 from ..pipelines.rollback import RollbackPlan, RollbackResult
 from ..pipelines.save import SaveResult
 from ..report import human_bytes
@@ -200,10 +201,14 @@ def reset_plan_text(p) -> str:
             lines.append(f"    will terminate session: {session}")
     for f in p.folders:
         lines.append(f"  regenerate {f.path} ({f.files} migrations deleted, __init__.py and non-Python files kept)")
+    if p.carried:
+        where = f"{p.folders[0].path}/{carry.NAME}.py" if p.folders else carry.NAME
+        lines.append(f"  carried: {', '.join(x.describe() for x in p.carried)}")
+        lines.append(f"    (created again by {where}, which the fresh initial migrations depend on)")
     if p.lost:
         lines.append("  operations makemigrations cannot regenerate, LOST by this reset:")
         for op in p.lost:
-            lines.append(f"    {op.describe()}")
+            lines.append(f"    {op.describe()}{' (carried)' if carry.carried_by(op, p.carried) else ''}")
     else:
         lines.append("  no RunPython/RunSQL/extension/custom operations in these migrations: none is lost")
     for cmd in p.after:
@@ -217,9 +222,17 @@ def reset_plan_json(p) -> dict:
         "databases": [db.public() for db in p.databases],
         "apps": [{"app": f.app, "migrations": f.path, "files": f.files} for f in p.folders],
         "lost_operations": [
-            {"app": op.app, "file": op.file, "line": op.line, "operation": op.operation, "detail": op.detail}
+            {
+                "app": op.app,
+                "file": op.file,
+                "line": op.line,
+                "operation": op.operation,
+                "detail": op.detail,
+                "carried": carry.carried_by(op, p.carried),
+            }
             for op in p.lost
         ],
+        "carried": [{"kind": x.kind, "name": x.name} for x in p.carried],
         "after": [" ".join(c) for c in p.after],
         "safety_snapshot": p.safety_name,
     }
@@ -228,16 +241,22 @@ def reset_plan_json(p) -> dict:
 def reset_text(r) -> str:
     total = sum(s for _, s in r.steps)
     files = sum(len(v) for v in r.migrations.values())
-    return (
+    line = (
         f"reset done in {total:.1f} s: {files} fresh migration(s) in {len(r.migrations)} app(s); "
         f"safety snapshot {r.safety_snapshot}"
     )
+    if r.carried_file:
+        line += f"\ncarried into {r.carried_file}: {', '.join(x.describe() for x in r.carried)}"
+    return "\n".join([line, *(f"note: {n}" for n in r.notes)])
 
 
 def reset_json(p, r) -> dict:
     return reset_plan_json(p) | {
         "steps": [{"step": n, "seconds": round(s, 3)} for n, s in r.steps],
         "migrations": r.migrations,
+        "carried": [{"kind": x.kind, "name": x.name} for x in r.carried],
+        "carried_file": r.carried_file,
+        "notes": r.notes,
     }
 
 

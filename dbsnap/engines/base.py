@@ -23,6 +23,7 @@ from typing import ClassVar
 from .. import procs
 from ..errors import ExternalError
 from ..project.databases import Database
+from ..schema import Prerequisite, Schema
 from ..store.archive import PayloadInfo
 
 Progress = Callable[[int], None]
@@ -82,6 +83,30 @@ class Engine(ABC):
     def other_sessions(self) -> list[str]:
         """Other open sessions on the live database, described one per line (engines with sessions only)."""
         return []
+
+    # -- reset: what the database needs, and the proof that a history builds an empty one ---------------------
+
+    def prerequisites(self) -> list[Prerequisite]:
+        """Extensions, collations and the like that the live database has and migrations never write (in an
+        order they can be created in); none for engines without such objects."""
+        return []
+
+    @abstractmethod
+    def describe_schema(self, target: str | None = None) -> Schema:
+        """The schema of the live database, or of scratch database ``target`` (see :mod:`dbsnap.schema`)."""
+
+    def can_create_scratch(self) -> bool:
+        """Whether this role may create the scratch database (PostgreSQL: CREATEDB, as the swap restore needs)."""
+        return True
+
+    @abstractmethod
+    def create_scratch(self) -> str:
+        """Create an empty database named by dbsnap's pattern for this one, for the project to migrate from
+        nothing; return its name (a database name, or a file path), to pass to ``describe_schema``."""
+
+    @abstractmethod
+    def drop_scratch(self, target: str) -> None:
+        """Remove a database made by ``create_scratch`` (idempotent)."""
 
     @abstractmethod
     def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:

@@ -10,9 +10,11 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import ExternalError, IntegrityError, RollbackError
+from ..schema import Schema
 from ..store.archive import compress_chunks, decompress_to, read_chunks
 from ..store.fsutil import fsync_dir, remove_tree
 from .base import DumpResult, Engine, Progress
+from .sqlite_schema import describe
 
 SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -113,6 +115,18 @@ class SQLiteEngine(Engine):
         for s in SIDECARS[:2]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(str(self.path) + s)
+
+    def describe_schema(self, target: str | None = None) -> Schema:
+        return describe(target or str(self.path))
+
+    def create_scratch(self) -> str:
+        """A name for a temp file beside the database (Django creates it when it connects)."""
+        return str(self.path.with_name(f".{self.path.name}.dbsnap-scratch-{secrets.token_hex(4)}"))
+
+    def drop_scratch(self, target: str) -> None:
+        for s in ("", *SIDECARS):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target + s)
 
     def migration_rows(self) -> list[list[str]]:
         if not self.path.exists():

@@ -21,11 +21,14 @@ from ..project.discovery import MigrationFolder
 from ..project.manage_steps import debug_from_manage, manage, verify_state
 from ..project.migration_scan import LostOperation, lost_operations
 from ..report import Reporter
+from ..schema import Prerequisite
 from ..settings import read_pyproject
 from ..store.fsutil import remove_tree
 from ..store.snapshots import validate_name
+from . import prerequisites as carry
 from . import reset_journal as rj
 from . import rollback as rb
+from .fresh_history import HistoryError, check_makemigrations_allowed, prove
 from .save import take_snapshot, unique_name
 
 STEPS = (
@@ -57,6 +60,7 @@ class ResetPlan:
     after: list[list[str]]
     safety_name: str
     sessions: dict[str, list[str]] = field(default_factory=dict)
+    carried: list[Prerequisite] = field(default_factory=list)  # recreated by the generated prerequisites migration
 
     @property
     def confirm_word(self) -> str:
@@ -71,6 +75,9 @@ class ResetResult:
     steps: list[tuple[str, float]] = field(default_factory=list)
     migrations: dict[str, list[str]] = field(default_factory=dict)
     lost: list[LostOperation] = field(default_factory=list)
+    carried: list[Prerequisite] = field(default_factory=list)  # as read just before the drop
+    carried_file: str | None = None  # the generated prerequisites migration, relative to the project root
+    notes: list[str] = field(default_factory=list)  # what verify could not prove (said, not hidden)
 
 
 class StepFailed(Exception):
@@ -141,6 +148,7 @@ def plan(ctx: Context, opts: ResetOptions) -> ResetPlan:
         lost=lost_operations(project.root, [(f.app, f.path) for f in folders]),
         after=_after_commands(ctx, opts),
         safety_name=name,
+        carried=carry.merge([ctx.engine(db).prerequisites() for db in dbs]),
     )
 
 
@@ -153,6 +161,10 @@ def preflight(ctx: Context, p: ResetPlan) -> None:
     out = manage(ctx.project, "check")
     if out.returncode != 0:
         raise StepFailed("manage.py check fails before anything was changed", out.stdout)
+    try:
+        check_makemigrations_allowed(ctx.project, p.folders)
+    except HistoryError as e:
+        raise StepFailed(str(e), e.output) from e
 
 
 def delete_migration_modules(root: Path, folder: str) -> list[str]:
@@ -193,18 +205,25 @@ def changing_steps(ctx: Context, p: ResetPlan, result: ResetResult) -> list[Step
     """The steps after the safety snapshot, in order; each is journaled before it is taken."""
     project = ctx.project
 
+    def drop() -> None:
+        # What the fresh history must create again, read the moment before it goes.
+        result.carried = carry.merge([ctx.engine(db).prerequisites() for db in p.databases])
+        for db in p.databases:
+            ctx.engine(db).drop_everything()
+
     def regenerate() -> None:
         for f in p.folders:
             delete_migration_modules(project.root, f.path)
         faults.point("reset.during-regenerate")
         _check(manage(project, "makemigrations", "--noinput", *[f.app for f in p.folders]), "makemigrations")
+        result.carried_file = carry.write(project.root, p.folders, result.carried)
         for f in p.folders:
             result.migrations[f.app] = sorted(
                 x.name for x in (project.root / f.path).glob("*.py") if x.name != "__init__.py"
             )
 
     return [
-        Step("drop database objects", lambda: [ctx.engine(db).drop_everything() for db in p.databases]),
+        Step("drop database objects", drop),
         Step("regenerate migrations", regenerate),
         Step(
             "migrate",
@@ -218,7 +237,7 @@ def changing_steps(ctx: Context, p: ResetPlan, result: ResetResult) -> list[Step
             lambda: [_check(manage(project, *cmd), "manage.py " + " ".join(cmd)) for cmd in p.after],
             rerunnable=not p.after,  # createsuperuser or loaddata twice is not the same as once
         ),
-        Step("verify", lambda: verify(ctx, p), rerunnable=True),
+        Step("verify", lambda: result.notes.extend(verify(ctx, p)), rerunnable=True),
     ]
 
 
@@ -308,8 +327,9 @@ def run(
     return result
 
 
-def verify(ctx: Context, p: ResetPlan) -> None:
-    """check passes; no model changes; no unapplied migrations; history rows == files; every model table exists."""
+def verify(ctx: Context, p: ResetPlan) -> list[str]:
+    """check passes; no model changes; no unapplied migrations; history rows == files; every model table exists;
+    the fresh history builds an empty database with the same schema. Returns what could not be proved."""
     project = ctx.project
     _check(manage(project, "check"), "manage.py check")
     out = manage(project, "makemigrations", "--check", "--dry-run")
@@ -326,6 +346,14 @@ def verify(ctx: Context, p: ResetPlan) -> None:
             problems.append(f"tables missing: {', '.join(state['missing_tables'][:5])}")
         if problems:
             raise StepFailed(f"database {db.alias!r}: " + "; ".join(problems))
+    notes = []
+    for db in p.databases:
+        try:
+            note = prove(ctx, db)
+        except HistoryError as e:
+            raise StepFailed(str(e), e.output) from e
+        notes += [note] if note else []
+    return notes
 
 
 def _pairs(rows: list[list[str]]) -> str:

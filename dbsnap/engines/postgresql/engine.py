@@ -22,6 +22,7 @@ from ...errors import ExternalError
 from ...store.archive import compress_chunks, read_chunks
 from ..base import DumpResult, Engine, Progress, first_line, read_tail, run, stderr_file, tool_command
 from .clone import CloneMixin
+from .describe import SchemaMixin
 from .restore import RestoreMixin
 from .restore_tx import TransactionRestoreMixin
 from .statements import DROP_ALL_SQL, LOCK_TIMEOUT
@@ -49,7 +50,7 @@ def _client_major(text: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(0)
 
 
-class PostgreSQLEngine(CloneMixin, RestoreMixin, TransactionRestoreMixin, Engine):
+class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestoreMixin, Engine):
     kind = "postgresql"
     payload_suffix = ".dump.zst"
     parallel_restore = True

@@ -1,0 +1,74 @@
+"""PostgreSQL for reset's proof and prerequisites: the schema as :mod:`dbsnap.schema` describes it, the
+extensions/collations/text-search objects a fresh history must create again, and the scratch database a history
+is migrated into from nothing."""
+
+from __future__ import annotations
+
+import secrets
+
+import psycopg
+
+from ...errors import ExternalError
+from ...schema import Column, Prerequisite, Schema, Table
+from ..base import first_line
+from .create import create_like, db_props
+from .statements import PREREQUISITES_SQL, SCHEMA_SQL
+
+
+class SchemaMixin:
+    """Schema description and scratch databases of :class:`~dbsnap.engines.postgresql.engine.PostgreSQLEngine`."""
+
+    def prerequisites(self) -> list[Prerequisite]:
+        with self.connect() as conn:
+            return [Prerequisite(kind, name, facts) for kind, name, facts in conn.execute(PREREQUISITES_SQL)]
+
+    def describe_schema(self, target: str | None = None) -> Schema:
+        schema = Schema(engine="postgresql")
+        with self.connect(target) as conn:
+            try:
+                q = {k: conn.execute(v).fetchall() for k, v in SCHEMA_SQL.items()}
+                prereq = conn.execute(PREREQUISITES_SQL).fetchall()
+            except psycopg.Error as e:
+                raise ExternalError(
+                    f"describing the schema of {target or self.db.name!r} failed: {first_line(e)}"
+                ) from e
+        for (name,) in q["tables"]:
+            schema.tables[name] = Table()
+        for table, col, ctype, nullable, default, ident, coll in q["columns"]:
+            schema.tables[table].columns[col] = Column(ctype, nullable, default, ident, coll)
+        for table, definition in q["constraints"]:
+            schema.tables[table].constraints.add(definition)
+        for table, definition in q["indexes"]:
+            schema.tables[table].indexes.add(definition)
+        schema.sequences = {r[0] for r in q["sequences"]}
+        extras: dict[str, dict[str, str]] = {}
+        for kind, name, definition in q["views"]:
+            extras.setdefault(kind, {})[name] = definition
+        for kind, rows in (("function", q["functions"]), ("trigger", q["triggers"])):
+            for name, definition in rows:
+                extras.setdefault(kind, {})[name] = definition
+        for kind, name, facts in prereq:
+            # The ICU library's collation version is the server's, not the history's: it does not count.
+            facts = {k: v for k, v in facts.items() if k != "collversion"}
+            extras.setdefault(kind, {})[name] = ", ".join(f"{k}={v}" for k, v in sorted(facts.items()))
+        schema.extras = extras
+        return schema
+
+    def can_create_scratch(self) -> bool:
+        return self.restore_mode() == "swap"
+
+    def create_scratch(self) -> str:
+        """``<live>_dbsnap_scratch_<hex>``, empty (from template0), with the live database's owner and locale."""
+        name = f"{self.db.name[:40]}_dbsnap_scratch_{secrets.token_hex(3)}"
+        with self.maintenance() as conn:
+            props = db_props(conn, self.db.name)
+            if props is None:
+                raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
+            try:
+                create_like(conn, props, name, server_major=self.server_major())
+            except psycopg.Error as e:
+                raise ExternalError(f"cannot create the scratch database {name!r}: {first_line(e)}") from e
+        return name
+
+    def drop_scratch(self, target: str) -> None:
+        self._drop(target)

@@ -1,0 +1,1 @@
+"""A stand-in for a third-party app with squashed migrations (see ../README.md)."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SquashAppConfig(AppConfig):
+    name = "squashapp"
+    default_auto_field = "django.db.models.BigAutoField"
