@@ -185,7 +185,14 @@ def _engines(ctx: Context, journal: dict) -> list[tuple[Engine, dict]]:
         db = ctx.project.databases.get(entry["alias"])
         if db is None:
             raise RollbackError(f"cannot recover: database alias {entry['alias']!r} is no longer configured")
-        out.append((ctx.engine(db), entry["state"]))
+        engine = ctx.engine(db)
+
+        def save_state(st: dict, entry: dict = entry) -> None:
+            entry["state"] = st
+            ctx.store.write_journal(journal)
+
+        engine.checkpoint = save_state  # what recovery itself learns or changes is journaled too
+        out.append((engine, entry["state"]))
     return out
 
 
