@@ -206,10 +206,13 @@ def run(
         step("preflight", lambda: preflight(ctx, p))
     except StepFailed as e:
         raise ResetError(f"reset failed at [1/7] preflight: {e}; nothing was changed", hint=_tail(e.output)) from e
-    step(
-        "safety snapshot",
-        lambda: take_snapshot(ctx, p.safety_name, origin="pre-reset", pin=True, note="safety snapshot before reset"),
-    )
+
+    def safety() -> object:
+        # Sessions are ended first (a drop needs their locks anyway): the snapshot never hangs behind them.
+        rb.end_sessions(ctx, p.databases, keep_idle={db.alias: True for db in p.databases})
+        return take_snapshot(ctx, p.safety_name, origin="pre-reset", pin=True, note="safety snapshot before reset")
+
+    step("safety snapshot", safety)
     try:
         step("drop database objects", lambda: [ctx.engine(db).drop_everything() for db in p.databases])
 

@@ -252,6 +252,15 @@ def recover_pending(ctx: Context) -> str | None:
 # -- the pipeline --------------------------------------------------------------------------------------------
 
 
+def end_sessions(ctx: Context, databases: list[Database], keep_idle: dict[str, bool] | None = None) -> None:
+    """End other sessions on the databases before the safety snapshot, so it cannot hang behind their locks;
+    an error naming those that could not be ended (within the bound), before anything was changed."""
+    for db in databases:
+        ended = ctx.engine(db).end_sessions(keep_idle=(keep_idle or {}).get(db.alias, False))
+        for s in ended:
+            ctx.reporter.step(f"ended session on {db.alias}: {s}")
+
+
 def _verify(ctx: Context, snap: Snapshot, engines: list[Engine]) -> None:
     root = ctx.project.root
     for f in snap.manifest["migrations"]["folders"]:
@@ -273,6 +282,7 @@ def run(ctx: Context, p: RollbackPlan) -> RollbackResult:
     started = time.monotonic()
     snap = p.snapshot
     safety_name = None
+    end_sessions(ctx, p.databases, keep_idle={a: m == "transaction" for a, m in p.modes.items()})
     if p.safety:
         safety_name = unique_name(ctx, "pre-rollback")
         ctx.reporter.step(f"safety snapshot of the current state: {safety_name}")

@@ -41,6 +41,7 @@ class CloneMixin:
         )
         deadline = time.monotonic() + wait
         with self.maintenance() as conn:
+            conn.execute("SET statement_timeout = 0")  # copying a big database is work, not a wait (locks stay bounded)
             while True:
                 try:
                     conn.execute(stmt)

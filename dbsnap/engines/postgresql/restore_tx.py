@@ -14,7 +14,8 @@ from ... import faults
 from ...errors import ExternalError
 from ...store.archive import decompressed_chunks, read_chunks
 from ..base import read_tail, stderr_file
-from .statements import DROP_ALL_SQL, LOCK_TIMEOUT
+from .sessions import ms
+from .statements import DROP_ALL_SQL
 
 
 class TransactionRestoreMixin:
@@ -34,7 +35,7 @@ class TransactionRestoreMixin:
             self._terminate_others(conn, state["live"])
         marker = f"dbsnap-xid-{secrets.token_hex(4)}:"
         head = (
-            f"BEGIN;\nSET LOCAL lock_timeout = '{LOCK_TIMEOUT}';\n"
+            f"BEGIN;\nSET LOCAL lock_timeout = {ms(self.bounds.db_lock_timeout)};\n"
             f"SELECT '{marker}' || txid_current();\n{DROP_ALL_SQL}\n"
         )
         procs: list[subprocess.Popen] = []
