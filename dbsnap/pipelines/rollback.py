@@ -200,6 +200,11 @@ def recover(ctx: Context, journal: dict) -> str:
     """Finish or undo the rollback the journal describes; return "forward" or "undone". Clears the journal."""
     engines = _engines(ctx, journal)
     phase = journal["phase"]
+    if phase in UNDO_PHASES:
+        for e, st in engines:
+            if st.get("mode") == "transaction" and hasattr(e, "transaction_outcome"):
+                # Known before anything is decided: a restore whose COMMIT was sent may still be committing.
+                e.transaction_outcome(st, ctx.reporter.step)
     irreversible = any(
         st.get("mode") == "transaction" and e.is_swapped(st) for e, st in engines if phase in UNDO_PHASES
     )
@@ -245,8 +250,19 @@ def recover_pending(ctx: Context) -> str | None:
             hint="the journal is kept in the store; fix the cause, then any dbsnap command retries",
         ) from e
     what = "finished" if outcome == "forward" else "undone"
-    ctx.reporter.warn(f"an interrupted rollback to {journal.get('snapshot')!r} was found and {what}")
+    ctx.reporter.warn(f"an interrupted rollback to {journal.get('snapshot')!r} was found and {what}{_why(journal)}")
     return outcome
+
+
+def _why(journal: dict) -> str:
+    """What decided it, where the server did: whether an in-transaction restore had committed."""
+    said = {"committed": "had committed", "aborted": "had not committed"}
+    why = [
+        f"the in-place restore of {e['state'].get('live')!r} {said[e['state']['outcome']]}"
+        for e in journal.get("databases", [])
+        if e.get("state", {}).get("outcome") in said and e["state"].get("xid")
+    ]
+    return f" ({'; '.join(why)})" if why else ""
 
 
 # -- the pipeline --------------------------------------------------------------------------------------------

@@ -281,11 +281,7 @@ class RestoreMixin:
 
     def is_swapped(self, state: dict) -> bool:
         if state["mode"] == "transaction":
-            if not state.get("xid"):
-                return False
-            with self.maintenance() as conn:
-                status = conn.execute("SELECT txid_status(%s::bigint)", (state["xid"],)).fetchone()[0]
-            return status == "committed"
+            return self.transaction_outcome(state) == "committed"
         with self.maintenance() as conn:
             exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
         # No scratch left: swapped in (``old`` kept, or already dropped by ``finish``, which an interrupted
