@@ -18,7 +18,7 @@ from .pipelines import recovery
 from .pipelines import reset as rs
 from .pipelines import rollback as rb
 from .pipelines import verify as vf
-from .pipelines.save import SaveResult, default_name, drop_clones, take_snapshot
+from .pipelines.save import SaveResult, default_name, drop_clones, drop_interrupted_clones, take_snapshot
 from .settings import read_pyproject
 from .store import confine, locking
 from .store.fsutil import remove_tree
@@ -57,6 +57,7 @@ def _held(ctx: Context, command: str) -> Iterator[None]:
             ctx.reporter.warn(f"took over the stale lock of {locking.describe_owner(info['took_over'])}")
         if ctx.store.has_journal():
             recovery.recover_pending(ctx)
+        drop_interrupted_clones(ctx)  # before clean_tmp, which removes the records
         ctx.store.clean_tmp()
         yield
 

@@ -12,7 +12,7 @@ from .errors import ConfigError
 from .project.databases import Database
 from .project.discovery import Project, discover, find_root, load_env
 from .report import Reporter
-from .settings import Settings, resolve_jobs, resolve_lock_timeout, resolve_store
+from .settings import Settings, resolve_bounds, resolve_jobs, resolve_lock_timeout, resolve_store
 from .store.confine import DatabaseRule, Rules
 from .store.snapshots import Store
 
@@ -38,6 +38,7 @@ class Context:
         self.store = Store(resolve_store(self.settings.store, self.env, self.root))
         self.lock_timeout = resolve_lock_timeout(self.settings.lock_timeout, self.env, self.root)
         self.jobs = resolve_jobs(self.settings.jobs, self.env, self.root)
+        self.bounds = resolve_bounds(self.env, self.root)
 
     @property
     def project(self) -> Project:
@@ -73,5 +74,7 @@ class Context:
         """One engine per alias for the whole command, so that its facts (server version, tools, restore mode)
         are looked up once, not again by the plan, the safety snapshot and the restore."""
         if db.alias not in self._engines:
-            self._engines[db.alias] = engine_for(db, self.project.env)
+            engine = engine_for(db, self.project.env)
+            engine.bounds = self.bounds
+            self._engines[db.alias] = engine
         return self._engines[db.alias]

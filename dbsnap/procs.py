@@ -59,6 +59,15 @@ def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen:
     return proc
 
 
+def spawn_outliving(argv: list[str], **kwargs: Any) -> subprocess.Popen:
+    """Like :func:`spawn` (own process group, stopped with dbsnap on a signal or an error) but not killed by the
+    kernel when dbsnap dies: for a child that must be allowed to finish what it was already told, such as a psql
+    that has been sent COMMIT. It must end by itself at the end of its input."""
+    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
+    _live.add(proc)
+    return proc
+
+
 def kill(proc: subprocess.Popen) -> None:
     """Kill ``proc``'s whole process group (it and what it started) and reap it. Idempotent."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

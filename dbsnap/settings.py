@@ -24,6 +24,44 @@ class Settings:
     jobs: str | int | None = None  # parallel restore jobs: a number, or None / "auto" / 0 for automatic
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """How long dbsnap waits on the database server, in seconds; every wait has one (0 is never "forever")."""
+
+    db_lock_timeout: float = 10.0  # a lock held by another session: lock_timeout, pg_dump --lock-wait-timeout
+    statement_timeout: float = 600.0  # one of dbsnap's own queries (catalog reads, row counts)
+    terminate_timeout: float = 10.0  # other sessions to end after pg_terminate_backend; an open restore to end
+
+
+# (setting, environment variable, [tool.dbsnap] key) of each bound
+BOUND_SOURCES = (
+    ("db_lock_timeout", "DBSNAP_DB_LOCK_TIMEOUT", "db-lock-timeout"),
+    ("statement_timeout", "DBSNAP_STATEMENT_TIMEOUT", "statement-timeout"),
+    ("terminate_timeout", "DBSNAP_TERMINATE_TIMEOUT", "terminate-timeout"),
+)
+
+
+def resolve_bounds(env: dict[str, str], root: Path | None) -> Bounds:
+    """Each bound from the environment (or .env), else ``[tool.dbsnap]``, else its default; UsageError when a
+    value is not a positive number of seconds."""
+    cfg = read_pyproject(root) if root is not None else {}
+    values = {}
+    for field_name, var, key in BOUND_SOURCES:
+        raw = env.get(var)
+        if raw is None:
+            raw = cfg.get(key)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = -1.0
+        if not value > 0 or value != value or value == float("inf"):
+            raise UsageError(f"invalid {key} {raw!r}: expected a positive number of seconds")
+        values[field_name] = value
+    return Bounds(**values)
+
+
 # Uncompressed dump size from which a parallel restore (``pg_restore --jobs``) pays on 2 cores, measured with
 # bench/run.py: below it, spooling the dump to a file costs about what the parallel restore saves.
 AUTO_JOBS_FROM = 64 << 20

@@ -116,6 +116,7 @@ def test_healthy_project_is_all_ok_and_creates_nothing(each: Project) -> None:
     store = ["store", "disk space", "lock", "journal"]
     if each.pg_name:
         privileges = ["default: maintenance db", "default: create databases", "default: terminate sessions"]
+        privileges.append("default: clones")  # no clone without a snapshot: ok
         assert list(checks) == [*common, *privileges, "pg_dump", "pg_restore", "psql", *store]
         assert checks["database default"][1].startswith(f"postgresql {each.pg_name} on 127.0.0.1:5432 as postgres")
         for name in ("pg_dump", "pg_restore", "psql"):

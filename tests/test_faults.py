@@ -6,6 +6,8 @@ next dbsnap command, whatever it is, must then finish or undo the interrupted ro
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import signal
 import threading
@@ -227,3 +229,65 @@ def test_sigint_is_exit_130_and_changes_nothing(pg_shop: Project) -> None:
     assert "interrupted" in err and "nothing was changed" in err
     assert pg_shop.fingerprint() == b_fp and pg_shop.migration_files() == b_files
     assert leftovers(pg_shop) == []
+
+
+def _child(parent: int, comm: str) -> int:
+    """The pid of ``parent``'s child process named ``comm``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name = fields[0].split("(", 1)[1]
+        if name == comm and int(fields[1].split()[1]) == parent:
+            return int(stat.parent.name)
+    raise AssertionError(f"no {comm} child of {parent}")
+
+
+@pytest.mark.parametrize("resume", ["commits", "never"])
+def test_no_createdb_kill9_after_commit_sent_with_recovery_before_psql_ends(
+    nocreatedb_shop: Project, tmp_path: Path, resume: str
+) -> None:
+    """COMMIT written to psql, dbsnap killed, psql not done yet when the next command recovers: recovery must
+    wait for the server's outcome (or end the transaction itself) and say which, never guess "undone"."""
+    p = nocreatedb_shop
+    a_fp, a_files, b_fp, b_files = states(p)
+    flag = tmp_path / "paused"
+    env = {
+        "DBSNAP_FAULT": "pg.transaction-before-commit-write:wait,pg.transaction-commit-sent",
+        "DBSNAP_FAULT_FILE": str(flag),
+    }
+    proc = p.start("rollback", "target", "--yes", env=env)
+    deadline = time.monotonic() + 120
+    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert flag.exists(), proc.communicate()[1]
+    psql = _child(proc.pid, "psql")
+    os.kill(psql, signal.SIGSTOP)  # psql gets COMMIT but cannot run it until it is resumed
+    try:
+        flag.unlink()
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+        if resume == "commits":
+            timer = threading.Timer(1.5, os.kill, (psql, signal.SIGCONT))
+            timer.start()
+            res = p.dbsnap("list", timeout=120)
+            timer.join()
+            assert res.returncode == 0, res.stderr
+            assert "waiting up to 10 s for the restore of" in res.stderr
+            assert "was found and finished (the in-place restore of" in res.stderr
+            assert "had committed)" in res.stderr
+            want = (a_fp, a_files)
+        else:
+            res = p.dbsnap("list", env={"DBSNAP_TERMINATE_TIMEOUT": "1"}, timeout=120)
+            assert res.returncode == 0, res.stderr
+            assert "was found and undone (the in-place restore of" in res.stderr
+            assert "had not committed)" in res.stderr
+            want = (b_fp, b_files)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(psql, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{psql}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # psql is not dbsnap's child any more; it ends once resumed (and reaped by init)
+    assert (p.fingerprint(), p.migration_files()) == want
+    assert leftovers(p) == []

@@ -24,6 +24,7 @@ from .. import procs
 from ..errors import ExternalError
 from ..project.databases import Database
 from ..schema import Prerequisite, Schema
+from ..settings import Bounds
 from ..store.archive import PayloadInfo
 
 Progress = Callable[[int], None]
@@ -54,6 +55,13 @@ class Engine(ABC):
         # pipeline writes it to the journal before going on).
         self.checkpoint: Callable[[dict], None] = lambda state: None
         self._cache: dict = {}  # facts that do not change during one command (server version, tool paths)
+        self.bounds = Bounds()  # how long to wait on the server; the context sets the configured ones
+
+    def end_sessions(self, keep_idle: bool = False) -> list[str]:
+        """End the other sessions on the live database before anything is changed (a rollback or reset, before
+        its safety snapshot), within ``bounds.terminate_timeout``; the ones ended, described. An error naming
+        the sessions that could not be ended. Engines without sessions (SQLite) have nothing to end."""
+        return []
 
     def payload_name(self) -> str:
         return f"db-{self.db.alias}{self.payload_suffix}"

@@ -9,6 +9,7 @@ import secrets
 import sqlite3
 from pathlib import Path
 
+from .. import faults
 from ..errors import ExternalError, IntegrityError, RollbackError
 from ..schema import Schema
 from ..store.archive import compress_chunks, decompress_to, read_chunks
@@ -138,8 +139,10 @@ class SQLiteEngine(Engine):
             conn.close()
 
     def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
-        new = self.path.with_name(f".{self.path.name}.dbsnap-new-{secrets.token_hex(4)}")
-        return {"live": str(self.path), "new": str(new), "old": str(self.path) + ".dbsnap-old", "payload": str(payload)}
+        new, old = restore_names(self.path, secrets.token_hex(4))
+        # "swap" is the journal's record of the rename, never inferred from which files exist: "none" until
+        # swap_in starts, "renaming" (with the identities of both files) just before os.replace, "done" after.
+        return {"live": str(self.path), "new": str(new), "old": str(old), "payload": str(payload), "swap": "none"}
 
     def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
         new, payload = Path(state["new"]), Path(state["payload"])
@@ -181,8 +184,12 @@ class SQLiteEngine(Engine):
     def swap_in(self, state: dict) -> dict:
         live, new, old = Path(state["live"]), Path(state["new"]), Path(state["old"])
         self._checkpoint_live()
+        new_id = _identity(new)
+        if new_id is None:
+            raise RollbackError(f"the restored copy {new} is missing; nothing was changed")
+        state["new_id"] = new_id
         if live.exists():
-            remove_tree(old)
+            remove_tree(old)  # this run's own name (a fresh token): never a stale file of another run
             # A hard link keeps the old database reachable while the new file is renamed over the live name,
             # so the live path never disappears, not even for an instant.
             try:
@@ -192,27 +199,82 @@ class SQLiteEngine(Engine):
 
                 shutil.copy2(live, old)
             fsync_dir(live.parent)
+            state["old_id"] = _identity(old)
+        state["swap"] = "renaming"
+        self.checkpoint(state)  # recorded before the rename: recovery then checks identities, not existence
+        faults.point("sqlite.before-rename")
         os.replace(new, live)
         fsync_dir(live.parent)
-        for s in SIDECARS[:2]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(live) + s)
+        faults.point("sqlite.after-rename")
+        state["swap"] = "done"
+        self.checkpoint(state)
+        # dbsnap itself moved the database: the sidecars (checkpointed and empty) belong to the old file.
+        self._drop_sidecars(live)
         return state
 
     def undo_swap(self, state: dict) -> None:
+        """Put the old file back, only when the journal shows dbsnap swapped the new one in, and only the file
+        dbsnap linked aside itself (same inode): a stale ``-old`` is never moved over a live database, and the
+        live database's ``-wal``/``-shm`` are left alone unless dbsnap moved the database."""
+        if not self.is_swapped(state):
+            return
         live, old = Path(state["live"]), Path(state["old"])
-        if old.exists():
-            os.replace(old, live)
-            fsync_dir(live.parent)
+        if state.get("old_id") is None or _identity(old) != state["old_id"]:
+            raise RollbackError(
+                f"cannot put the old {live} back: its copy {old} is missing or is not the one dbsnap made",
+                hint="roll back to the safety snapshot to return to the previous state",
+            )
+        os.replace(old, live)
+        fsync_dir(live.parent)
+        self._drop_sidecars(live)
+        state["swap"] = "none"
+
+    @staticmethod
+    def _drop_sidecars(live: Path) -> None:
         for s in SIDECARS[:2]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(str(live) + s)
 
     def finish(self, state: dict) -> None:
-        remove_tree(Path(state["old"]))
+        old = Path(state["old"])
+        if state.get("old_id") is None or _identity(old) == state["old_id"]:
+            remove_tree(old)
 
     def discard(self, state: dict) -> None:
+        """Throw the restored copy away, and this run's link to the live file if the swap never happened."""
         remove_tree(Path(state["new"]))
+        old, live = Path(state["old"]), Path(state["live"])
+        if state.get("old_id") and _identity(old) == state["old_id"] == _identity(live):
+            old.unlink()  # a second name of the live file itself: removing it changes no data
+            fsync_dir(live.parent)
 
     def is_swapped(self, state: dict) -> bool:
-        return not Path(state["new"]).exists()
+        """From the journal: "done" is swapped; "renaming" is swapped when the live path now holds the very file
+        that was restored (its recorded device and inode); anything else, or a journal without the record
+        (written before the swap began), is not."""
+        swap = state.get("swap")
+        if swap == "done":
+            return True
+        if swap != "renaming" or not state.get("new_id"):
+            return False
+        return _identity(Path(state["live"])) == state["new_id"]
+
+
+def restore_names(live: Path, token: str) -> tuple[Path, Path]:
+    """The names a restore of ``live`` uses beside it: the restored copy and the old file kept until finish,
+    both ``.<name>.dbsnap-{new,old}-<token>`` (hidden, and unique per run so that debris of another run is
+    never taken for this one's)."""
+    return (
+        live.with_name(f".{live.name}.dbsnap-new-{token}"),
+        live.with_name(f".{live.name}.dbsnap-old-{token}"),
+    )
+
+
+def _identity(path: Path) -> list[int] | None:
+    """(device, inode) of a file, or None when it does not exist: which file a name points at, not just that
+    one does."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino]

@@ -291,13 +291,14 @@ def run(
         ) from e
     except KeyboardInterrupt as e:
         raise _interrupted(e, f"at [1/{len(STEPS)}] preflight; nothing was changed") from None
+
+    def safety() -> object:
+        # Sessions are ended first (a drop needs their locks anyway): the snapshot never hangs behind them.
+        rb.end_sessions(ctx, p.databases, keep_idle={db.alias: True for db in p.databases})
+        return take_snapshot(ctx, p.safety_name, origin="pre-reset", pin=True, note="safety snapshot before reset")
+
     try:
-        step(
-            "safety snapshot",
-            lambda: take_snapshot(
-                ctx, p.safety_name, origin="pre-reset", pin=True, note="safety snapshot before reset"
-            ),
-        )
+        step("safety snapshot", safety)
     except KeyboardInterrupt as e:
         raise _interrupted(e, f"at [2/{len(STEPS)}] safety snapshot; nothing was changed") from None
     except OSError as e:

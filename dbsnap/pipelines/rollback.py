@@ -212,7 +212,14 @@ def _engines(ctx: Context, journal: dict) -> list[tuple[Engine, dict]]:
         db = ctx.project.databases.get(entry["alias"])
         if db is None:
             raise RollbackError(f"cannot recover: database alias {entry['alias']!r} is no longer configured")
-        out.append((ctx.engine(db), entry["state"]))
+        engine = ctx.engine(db)
+
+        def save_state(st: dict, entry: dict = entry) -> None:
+            entry["state"] = st
+            ctx.store.write_journal(journal)
+
+        engine.checkpoint = save_state  # what recovery itself learns or changes is journaled too
+        out.append((engine, entry["state"]))
     return out
 
 
@@ -220,6 +227,11 @@ def recover(ctx: Context, journal: dict) -> str:
     """Finish or undo the rollback the journal describes; return "forward" or "undone". Clears the journal."""
     engines = _engines(ctx, journal)
     phase = journal["phase"]
+    if phase in UNDO_PHASES:
+        for e, st in engines:
+            if st.get("mode") == "transaction" and hasattr(e, "transaction_outcome"):
+                # Known before anything is decided: a restore whose COMMIT was sent may still be committing.
+                e.transaction_outcome(st, ctx.reporter.step)
     irreversible = any(
         st.get("mode") == "transaction" and e.is_swapped(st) for e, st in engines if phase in UNDO_PHASES
     )
@@ -287,11 +299,31 @@ def recover_pending(ctx: Context, quiet: bool = False) -> str | None:
         ) from e
     what = "finished" if outcome == "forward" else "undone"
     if not quiet:
-        ctx.reporter.warn(f"an interrupted rollback to {journal.get('snapshot')!r} was found and {what}")
+        ctx.reporter.warn(f"an interrupted rollback to {journal.get('snapshot')!r} was found and {what}{_why(journal)}")
     return outcome
 
 
+def _why(journal: dict) -> str:
+    """What decided it, where the server did: whether an in-transaction restore had committed."""
+    said = {"committed": "had committed", "aborted": "had not committed"}
+    why = [
+        f"the in-place restore of {e['state'].get('live')!r} {said[e['state']['outcome']]}"
+        for e in journal.get("databases", [])
+        if e.get("state", {}).get("outcome") in said and e["state"].get("xid")
+    ]
+    return f" ({'; '.join(why)})" if why else ""
+
+
 # -- the pipeline --------------------------------------------------------------------------------------------
+
+
+def end_sessions(ctx: Context, databases: list[Database], keep_idle: dict[str, bool] | None = None) -> None:
+    """End other sessions on the databases before the safety snapshot, so it cannot hang behind their locks;
+    an error naming those that could not be ended (within the bound), before anything was changed."""
+    for db in databases:
+        ended = ctx.engine(db).end_sessions(keep_idle=(keep_idle or {}).get(db.alias, False))
+        for s in ended:
+            ctx.reporter.step(f"ended session on {db.alias}: {s}")
 
 
 def _verify(ctx: Context, snap: Snapshot, engines: list[Engine]) -> None:
@@ -319,6 +351,7 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
     started = time.monotonic()
     snap = p.snapshot
     safety_name = None
+    end_sessions(ctx, p.databases, keep_idle={a: m == "transaction" for a, m in p.modes.items()})
     if p.safety:
         safety_name = unique_name(ctx, "pre-rollback")
         ctx.reporter.step(f"safety snapshot of the current state: {safety_name}")

@@ -106,6 +106,7 @@ def take_snapshot(
     stamp = created.isoformat(timespec="microseconds").replace("+00:00", "Z")
     clones: list[tuple[object, dict]] = []  # (engine, {"name", "oid"}) made by this save
     replaced = ctx.store.get(name) if force and ctx.store.exists(name) else None
+    pending = clone_record(staged)
     try:
         databases = {}
         files = {}
@@ -115,7 +116,7 @@ def take_snapshot(
             ctx.reporter.step(f"dumping {db.describe()}")
             t0 = time.monotonic()
             counter = ctx.reporter.progress(f"dump {db.alias}")
-            made = _make_clone(ctx, engine, name, stamp) if clone else None
+            made = _make_clone(ctx, engine, name, stamp, pending) if clone else None
             if made:
                 clones.append((engine, made))
             result = engine.dump(staged / engine.payload_name(), counter, made["name"] if made else None)
@@ -187,18 +188,29 @@ def take_snapshot(
         for engine, made in clones:
             with contextlib.suppress(Exception):
                 engine.drop_clone(made)  # type: ignore[attr-defined]
+        pending.unlink(missing_ok=True)
         raise
+    pending.unlink(missing_ok=True)  # the manifest records the clones now
     if replaced is not None:
         drop_clones(ctx, replaced)  # the replaced snapshot's server-side copies go with it
     stored = sum(f["bytes"] for f in files.values())
     return SaveResult(snapshot=snap, raw_bytes=raw_total, stored_bytes=stored, seconds=time.monotonic() - started)
 
 
-def _make_clone(ctx: Context, engine, name: str, stamp: str) -> dict | None:
+def clone_record(staged: Path) -> Path:
+    """``.tmp/<staged>.clones``: the clones a save is making, written BEFORE each is created, so that the next
+    locked run can drop those of a save that was killed (:func:`drop_interrupted_clones`)."""
+    return staged.with_name(staged.name + ".clones")
+
+
+def _make_clone(ctx: Context, engine, name: str, stamp: str, pending: Path) -> dict | None:
     """A server-side copy for fast rollback, or None (with a warning) where there cannot be one."""
     if not hasattr(engine, "make_clone"):
         return None  # SQLite: the snapshot file itself is the fast path
     clone_name = engine.clone_name(ctx.store.root, name, stamp)
+    recorded = json.loads(pending.read_text()) if pending.exists() else []
+    atomic_write(pending, json.dumps([*recorded, {"alias": engine.db.alias, "name": clone_name}]))
+    faults.point("save.after-clone-record")
     try:
         return {"name": clone_name, "oid": engine.make_clone(clone_name)}
     except DbsnapError as e:
@@ -224,4 +236,50 @@ def drop_clones(ctx: Context, snap: Snapshot) -> list[str]:
             ctx.reporter.warn(
                 f"clone {clone['name']} of deleted snapshot {snap.name!r} was left on the server: {e.message}"
             )
+    return dropped
+
+
+def referenced_clones(ctx: Context) -> set[str]:
+    """Names of the clones that committed snapshots of this store record."""
+    return {
+        saved["clone"]["name"]
+        for snap in ctx.store.list()
+        for saved in snap.databases.values()
+        if isinstance(saved.get("clone"), dict) and isinstance(saved["clone"].get("name"), str)
+    }
+
+
+def drop_interrupted_clones(ctx: Context) -> list[str]:
+    """Drop the clones that killed saves recorded in ``.tmp`` (caller holds the lock, before ``clean_tmp``).
+
+    A recorded name is used only if it is a clone name of a configured PostgreSQL database for THIS store,
+    and no committed snapshot records it (a save killed after its commit). One that cannot be dropped now is
+    named in a warning; ``dbsnap doctor`` lists it with the command to drop it."""
+    records = sorted(ctx.store.tmp.glob("*.clones")) if ctx.store.tmp.is_dir() else []
+    if not records:
+        return []
+    dropped: list[str] = []
+    try:
+        keep = referenced_clones(ctx)
+        databases = ctx.project.databases
+    except DbsnapError as e:
+        ctx.reporter.warn(f"clones of an interrupted save were not checked: {e.message}; see 'dbsnap doctor'")
+        return []
+    for record in records:
+        try:
+            entries = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        for entry in entries if isinstance(entries, list) else []:
+            alias, name = (entry.get("alias"), entry.get("name")) if isinstance(entry, dict) else (None, None)
+            db = databases.get(alias) if isinstance(alias, str) else None
+            if db is None or db.kind != "postgresql" or name in keep:
+                continue
+            engine = ctx.engine(db)
+            try:
+                if engine.drop_stray_clone(name, ctx.store.root):  # type: ignore[attr-defined]
+                    dropped.append(name)
+                    ctx.reporter.warn(f"dropped clone {name} left on the server by an interrupted save")
+            except DbsnapError as e:
+                ctx.reporter.warn(f"clone {name} of an interrupted save is still on the server: {e.message}")
     return dropped

@@ -6,10 +6,13 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
 from typing import BinaryIO
+
+from .. import faults
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -49,18 +52,31 @@ def atomic_write(path: Path, data: bytes | str, mode: int = FILE_MODE) -> None:
     """
     if isinstance(data, str):
         data = data.encode()
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # the shape ATOMIC_DEBRIS matches
     try:
         with create_private(tmp, mode) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        faults.point("fsutil.atomic-write-before-rename")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+# The temporary file of an atomic_write killed before its rename: ``.<name>.<8 hex>.tmp``.
+ATOMIC_DEBRIS = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+
+
+def atomic_debris(folder: Path) -> list[Path]:
+    """The files in ``folder`` (not below) that a killed atomic_write left behind."""
+    try:
+        return sorted(p for p in folder.iterdir() if ATOMIC_DEBRIS.fullmatch(p.name) and p.is_file())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 _RENAME_EXCHANGE = 2

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import faults
 from ..errors import ConfigError, IntegrityError, SnapshotNotFound, UsageError
-from .fsutil import atomic_write, exchange, fsync_dir, private_dir, remove_tree, sha256_file
+from .fsutil import atomic_debris, atomic_write, exchange, fsync_dir, private_dir, remove_tree, sha256_file
 
 FORMAT = "dbsnap-snapshot"
 FORMAT_VERSION = 1
@@ -182,12 +182,22 @@ class Store:
         private_dir(self.tmp)
 
     def clean_tmp(self) -> list[str]:
-        """Remove staging debris left by killed runs. Call only while holding the store lock."""
+        """Remove debris left by killed runs: everything in ``.tmp/``, and the temporary files of interrupted
+        atomic writes anywhere in the store (its root: the journal, ``.gitignore``; each snapshot folder: a
+        manifest being re-pinned). Call only while holding the store lock."""
         removed = []
         if self.tmp.is_dir():
             for p in self.tmp.iterdir():
                 remove_tree(p)
                 removed.append(p.name)
+        if not self.root.is_dir():
+            return removed
+        folders = [self.root] + [p for p in self.root.iterdir() if p.is_dir() and p.name != TMP and not p.is_symlink()]
+        for folder in folders:
+            for p in atomic_debris(folder):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                removed.append(p.relative_to(self.root).as_posix())
         return removed
 
     # -- staging and commit -------------------------------------------------------------------------------

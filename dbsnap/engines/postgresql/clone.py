@@ -10,6 +10,7 @@ replaced (another oid) is not used, and rollback falls back to the dump.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -23,11 +24,36 @@ from ..base import first_line
 class CloneMixin:
     """Clone handling for :class:`~dbsnap.engines.postgresql.engine.PostgreSQLEngine`."""
 
+    def clone_prefix(self, store_root: Path) -> str:
+        """``<live>_dbsnap_c_<store>_``: what every clone of this database made for this store starts with."""
+        store_id = hashlib.sha256(str(store_root).encode()).hexdigest()[:8]
+        return f"{self.db.name[:24]}_dbsnap_c_{store_id}_"
+
     def clone_name(self, store_root: Path, snapshot: str, created_at: str) -> str:
         """``<live>_dbsnap_c_<store>_<snapshot>``: the hashes tie the clone to one store and one snapshot."""
-        store_id = hashlib.sha256(str(store_root).encode()).hexdigest()[:8]
         snap_id = hashlib.sha256(f"{snapshot}\0{created_at}".encode()).hexdigest()[:8]
-        return f"{self.db.name[:24]}_dbsnap_c_{store_id}_{snap_id}"
+        return self.clone_prefix(store_root) + snap_id
+
+    def is_own_clone(self, name: object, store_root: Path) -> bool:
+        """Whether ``name`` (read from disk: trusted for nothing) is a clone name of this database and store."""
+        pattern = re.escape(self.clone_prefix(store_root)) + "[0-9a-f]{8}"
+        return isinstance(name, str) and re.fullmatch(pattern, name) is not None
+
+    def own_clones(self, store_root: Path) -> list[str]:
+        """The databases on the server named as this database's clones for this store."""
+        with self.maintenance() as conn:
+            names = [r[0] for r in conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()]
+        return [n for n in names if self.is_own_clone(n, store_root)]
+
+    def drop_stray_clone(self, name: str, store_root: Path) -> bool:
+        """Drop the clone ``name`` if it is one of this store's and exists; True when it was dropped."""
+        try:
+            if not self.is_own_clone(name, store_root) or name not in self.own_clones(store_root):
+                return False
+            self._drop(name)
+        except psycopg.Error as e:
+            raise ExternalError(f"cannot drop {name!r}: {first_line(e)}") from e
+        return True
 
     def make_clone(self, name: str, wait: float = 5.0) -> int:
         """Copy the live database to ``name`` on the server; return the clone's oid.
@@ -41,6 +67,7 @@ class CloneMixin:
         )
         deadline = time.monotonic() + wait
         with self.maintenance() as conn:
+            conn.execute("SET statement_timeout = 0")  # copying a big database is work, not a wait (locks stay bounded)
             while True:
                 try:
                     conn.execute(stmt)

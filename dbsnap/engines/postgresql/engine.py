@@ -25,7 +25,8 @@ from .clone import CloneMixin
 from .describe import SchemaMixin
 from .restore import RestoreMixin
 from .restore_tx import TransactionRestoreMixin
-from .statements import DROP_ALL_SQL, LOCK_TIMEOUT
+from .sessions import DUMP_CONFLICTS, SessionsMixin, connect_options, is_wait_timeout, ms
+from .statements import DROP_ALL_SQL
 
 # libpq settings that Django passes through OPTIONS and the command-line tools read from the environment.
 _OPTION_ENV = {
@@ -50,7 +51,7 @@ def _client_major(text: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(0)
 
 
-class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestoreMixin, Engine):
+class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestoreMixin, SessionsMixin, Engine):
     kind = "postgresql"
     payload_suffix = ".dump.zst"
     parallel_restore = True
@@ -61,9 +62,12 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
         return f"{self.db.host or 'local socket'}:{self.db.port or 5432} as {self.db.user or '(default user)'}"
 
     def connect(self, dbname: str | None = None, autocommit: bool = True) -> psycopg.Connection:
-        """A connection to ``dbname`` (default: the live database); ExternalError naming host, port and user."""
+        """A connection to ``dbname`` (default: the live database); ExternalError naming host, port and user.
+
+        Every statement on it is bounded: lock_timeout and statement_timeout (``self.bounds``)."""
         kwargs = {k: v for k, v in self.db.options.items() if k in _OPTION_ENV or k == "connect_timeout"}
         kwargs.setdefault("connect_timeout", 10)
+        kwargs["options"] = connect_options(self.bounds)
         try:
             return psycopg.connect(
                 host=self.db.host or None,
@@ -232,7 +236,14 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             with stderr_file() as err:
                 proc = procs.spawn(
-                    [*pg_dump, "-Fc", "-Z0", "--no-password", f"--snapshot={snapshot}"],
+                    [
+                        *pg_dump,
+                        "-Fc",
+                        "-Z0",
+                        "--no-password",
+                        f"--snapshot={snapshot}",
+                        f"--lock-wait-timeout={ms(self.bounds.db_lock_timeout)}",
+                    ],
                     stdout=subprocess.PIPE,
                     stderr=err,
                     env=self.tool_env(dbname),
@@ -253,6 +264,9 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
                     # Same transaction snapshot as the dump: these facts describe exactly what is in it.
                     rows = self._migration_rows(conn)
                     tables = self._table_counts(conn)
+                except BaseException:
+                    proc.kill()  # e.g. a lock timeout here: pg_dump must not go on waiting for its own
+                    raise
                 finally:
                     while t.is_alive():
                         t.join(0.2)
@@ -262,8 +276,10 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
                 if rc != 0:
                     raise ExternalError(f"pg_dump of {self.db.name!r} failed: {read_tail(err) or f'exit code {rc}'}")
         except BaseException as e:
-            with contextlib.suppress(NameError):
+            with contextlib.suppress(NameError, ProcessLookupError):
                 procs.kill(proc)  # type: ignore[possibly-undefined]
+            if isinstance(e, (psycopg.Error, ExternalError)) and is_wait_timeout(e):
+                raise self.blocked_error(f"reading {self.db.name!r}", e, DUMP_CONFLICTS) from e
             if isinstance(e, psycopg.Error):
                 raise ExternalError(f"reading {self.db.name!r} at {self.where()} failed: {first_line(e)}") from e
             raise
@@ -282,7 +298,8 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
         with self.connect() as conn:
             try:
                 with conn.transaction():
-                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-                    conn.execute(DROP_ALL_SQL)
+                    conn.execute(DROP_ALL_SQL)  # lock_timeout and statement_timeout: set on every connection
             except psycopg.Error as e:
+                if is_wait_timeout(e):
+                    raise self.blocked_error(f"dropping the objects of {self.db.name!r}", e) from e
                 raise ExternalError(f"dropping the objects of {self.db.name!r} failed: {first_line(e)}") from e

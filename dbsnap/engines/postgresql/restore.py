@@ -23,7 +23,7 @@ from ...errors import ExternalError, IntegrityError, RollbackError
 from ...store.archive import decompress_to, decompressed_chunks
 from ..base import Progress, first_line, read_tail, run, stderr_file
 from .create import create_like, db_props
-from .statements import LOCK_TIMEOUT
+from .sessions import describe
 
 # Free space kept beyond the spooled dump, so a parallel restore never fills the store's file system to the brim.
 SPOOL_HEADROOM = 256 << 20
@@ -81,6 +81,7 @@ class RestoreMixin:
             self.tool("psql", server_major)
             return state  # everything happens in swap_in, inside one transaction
         with self.maintenance() as conn:
+            conn.execute("SET statement_timeout = 0")  # copying a clone is work, not a wait (locks stay bounded)
             props = db_props(conn, self.db.name)
             if props is None:
                 raise ExternalError(f"database {self.db.name!r} does not exist at {self.where()}")
@@ -202,14 +203,14 @@ class RestoreMixin:
             if rc != 0:
                 raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
 
-    def _terminate_others(self, conn: psycopg.Connection, name: str, wait: float = 5.0) -> list[int]:
+    def _terminate_others(self, conn: psycopg.Connection, name: str, wait: float | None = None) -> list[int]:
         """Terminate the other sessions on ``name`` and wait (bounded) until they are gone.
 
         Returns the pids still there: sessions this role may not signal (another role's, without
         pg_signal_backend), or ones that would not end in time. Callers then fail clearly on their own step
         (a rename refused, a lock_timeout), never by waiting silently.
         """
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + (self.bounds.terminate_timeout if wait is None else wait)
         denied: set[int] = set()
         while True:
             pids = [
@@ -229,14 +230,13 @@ class RestoreMixin:
                 return pids
             time.sleep(0.05)
 
-    def _rename_pair(self, first: tuple[str, str], second: tuple[str, str], retries: int = 50) -> None:
-        """Rename two databases in one transaction (both or neither), terminating sessions on them first."""
+    def _rename_pair(self, first: tuple[str, str], second: tuple[str, str]) -> None:
+        """Rename two databases in one transaction (both or neither), terminating sessions on them first; give
+        up after ``bounds.terminate_timeout`` with an error naming the sessions that stayed."""
+        deadline = time.monotonic() + self.bounds.terminate_timeout
         with self.maintenance() as conn:
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-            last: Exception | None = None
-            for _ in range(retries):
-                self._terminate_others(conn, first[0])
-                self._terminate_others(conn, second[0])
+            while True:
+                left = self._terminate_others(conn, first[0]) + self._terminate_others(conn, second[0])
                 try:
                     with conn.transaction():
                         for a, b in (first, second):
@@ -245,11 +245,13 @@ class RestoreMixin:
                             )
                     return
                 except (psycopg.errors.ObjectInUse, psycopg.errors.LockNotAvailable) as e:
-                    last = e  # a client reconnected between terminate and rename: try again
-                    time.sleep(0.1)
+                    if time.monotonic() > deadline:
+                        who = "; ".join(describe(conn, left)) or first_line(e)
+                        break
+                    time.sleep(0.1)  # a client reconnected between terminate and rename: try again
             raise RollbackError(
-                f"could not swap databases: other sessions on {first[0]!r} could not be ended "
-                f"(this role may not terminate them, or they keep reconnecting): {last}",
+                f"could not swap databases: other sessions on {first[0]!r} could not be ended within "
+                f"{self.bounds.terminate_timeout:g} s (terminate-timeout): {who}",
                 hint="stop the application, or run dbsnap as the database owner or a role with pg_signal_backend",
             )
 
@@ -272,7 +274,6 @@ class RestoreMixin:
 
     def _drop(self, name: str) -> None:
         with self.maintenance() as conn:
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
             self._terminate_others(conn, name)
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
@@ -286,11 +287,7 @@ class RestoreMixin:
 
     def is_swapped(self, state: dict) -> bool:
         if state["mode"] == "transaction":
-            if not state.get("xid"):
-                return False
-            with self.maintenance() as conn:
-                status = conn.execute("SELECT txid_status(%s::bigint)", (state["xid"],)).fetchone()[0]
-            return status == "committed"
+            return self.transaction_outcome(state) == "committed"
         with self.maintenance() as conn:
             exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
         # No scratch left: swapped in (``old`` kept, or already dropped by ``finish``, which an interrupted

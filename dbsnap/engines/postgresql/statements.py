@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-# How long dbsnap waits for a lock held by another session before failing (instead of hanging silently).
-LOCK_TIMEOUT = "10s"
-
 # Drops every object a Django project (or anything else) may have created, keeping the public schema itself
 # with its owner and grants. Extensions first (their objects go with them), then other schemas, then public.
 DROP_ALL_SQL = r"""

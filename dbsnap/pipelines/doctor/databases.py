@@ -10,6 +10,7 @@ from ...engines import engine_for
 from ...errors import DbsnapError
 from ...project.databases import Database
 from ...project.discovery import Project
+from ..save import referenced_clones
 from .check import FAIL, OK, WARN, Check, guard
 
 PG_TOOLS = ("pg_dump", "pg_restore", "psql")
@@ -43,8 +44,27 @@ def check_databases(ctx: Context, project: Project) -> list[Check]:
         servers.append((engine, major))
         checks += guard(f"{db.alias}: maintenance db", check_pg_maintenance, engine)
         checks += guard(f"{db.alias}: privileges", check_pg_privileges, engine)
+        checks += guard(f"{db.alias}: clones", check_pg_clones, ctx, engine)
     checks += _tool_checks(servers)
     return checks
+
+
+def check_pg_clones(ctx: Context, engine) -> Check:
+    """Clones of this database named for this store that no snapshot records (a save killed before it
+    committed, by a dbsnap that did not record them yet), with the command that drops each."""
+    name = f"{engine.db.alias}: clones"
+    stray = [c for c in engine.own_clones(ctx.store.root) if c not in referenced_clones(ctx)]
+    if not stray:
+        return Check(name, OK, "no clone on the server without a snapshot")
+    db = engine.db
+    where = f"-h {db.host or 'localhost'} -p {db.port or 5432} -U {db.user or '$USER'}"
+    drops = "; ".join(f"psql {where} -d postgres -c 'DROP DATABASE \"{c}\"'" for c in stray)
+    return Check(
+        name,
+        WARN,
+        f"{len(stray)} clone(s) on the server that no snapshot of this store records: {', '.join(stray)}",
+        f"drop with: {drops}",
+    )
 
 
 def check_sqlite(db: Database) -> Check:
