@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# The whole kill -9 / SIGTERM sweep (tests marked `sweep`), including the main suite's subset of it.
+# What the main suite leaves out for its time budget: the kill -9 / SIGTERM sweeps (tests marked `sweep`) and the
+# slow real-project and blocking-session tests (marked `slow`). .ci/run runs it after `make test`.
 test-faults: venv
-	$(VENV)/bin/python -m pytest -q -m '' tests/test_reset_kills.py $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m 'sweep or slow' $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)

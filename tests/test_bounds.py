@@ -17,6 +17,9 @@ from conftest import PG, Project, fresh_pg_database, pg_project
 
 from dbsnap.store.snapshots import Store
 
+# Each test waits out a real bound against a blocking session: `make test-faults` (.ci/run) runs them.
+pytestmark = pytest.mark.slow
+
 APP = "migrate-0042-in-progress"
 
 

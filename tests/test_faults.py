@@ -64,6 +64,7 @@ ROLLBACK_KILLS = [
 ]
 
 
+@pytest.mark.sweep  # every kill point on both engines: make test-faults (.ci/run)
 @pytest.mark.parametrize(("point", "expect"), ROLLBACK_KILLS)
 def test_kill9_during_rollback_then_next_command_recovers(shop: Project, point: str, expect: str) -> None:
     a_fp, a_files, b_fp, b_files = states(shop)

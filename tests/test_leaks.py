@@ -14,6 +14,9 @@ from test_clone import clones
 
 from dbsnap.store.snapshots import Store
 
+# kill -9 of real saves with clones: `make test-faults` (.ci/run) runs them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("point", ["save.after-clone-record", "save.after-dump", "save.before-commit"])
 def test_kill9_during_save_clone_then_the_next_locked_command_leaves_no_clone(pg_shop: Project, point: str):

@@ -23,6 +23,9 @@ from pathlib import Path
 import pytest
 from conftest import Project
 
+# The whole file runs in `make test-faults` (.ci/run): the main suite's time budget cannot hold it.
+pytestmark = pytest.mark.sweep
+
 APPS = ("accounts", "catalog", "orders")
 
 # (point, what the next command must find after a kill -9 there). "old": rolled back, "new": finished,
@@ -32,9 +35,12 @@ POINTS = [
     ("save.after-dump", "untouched"),  # inside the safety snapshot
     ("reset.after-safety-snapshot", "untouched"),
     ("reset.before-drop-database-objects", "old"),  # journaled, nothing dropped yet
+    ("reset.after-prerequisites-read", "old"),  # what the history must carry is read, nothing dropped
     ("reset.after-drop-database-objects", "old"),
     ("reset.during-regenerate", "old"),  # migration files deleted, makemigrations not run
     ("child:makemigrations", "old"),
+    ("reset.after-makemigrations", "old"),  # fresh files, the prerequisites migration not written yet
+    ("reset.after-carry-write", "old"),
     ("reset.after-regenerate-migrations", "old"),
     ("reset.before-migrate", "old"),
     ("child:migrate", "old"),
@@ -156,6 +162,7 @@ def kill_when_child_runs(p: Project, which: str, sig: int, env: dict) -> subproc
 
 FAKE_MANAGE = """
 import os, sys
+
 if sys.argv[1:2] == ["migrate"]:
     print("injected failure in migrate")
     sys.exit(1)

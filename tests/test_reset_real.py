@@ -19,6 +19,9 @@ from dbsnap.pipelines.fresh_history import HistoryError, prove
 from dbsnap.schema import Schema, compare
 from dbsnap.settings import Settings
 
+# Each test builds and resets a project variant (5-10 s): `make test-faults` (.ci/run) runs them.
+pytestmark = pytest.mark.slow
+
 THIRDPARTY = REPO / "examples" / "thirdparty"
 EXTRAS = REPO / "examples" / "shop_extras"
 PREREQ = "0000_dbsnap_prerequisites"
@@ -280,6 +283,7 @@ GUARD = """
 from django.core.management.base import CommandError
 from django.core.management.commands.makemigrations import Command as Base
 import os
+
 
 
 class Command(Base):

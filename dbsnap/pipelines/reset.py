@@ -208,6 +208,7 @@ def changing_steps(ctx: Context, p: ResetPlan, result: ResetResult) -> list[Step
     def drop() -> None:
         # What the fresh history must create again, read the moment before it goes.
         result.carried = carry.merge([ctx.engine(db).prerequisites() for db in p.databases])
+        faults.point("reset.after-prerequisites-read")
         for db in p.databases:
             ctx.engine(db).drop_everything()
 
@@ -216,7 +217,9 @@ def changing_steps(ctx: Context, p: ResetPlan, result: ResetResult) -> list[Step
             delete_migration_modules(project.root, f.path)
         faults.point("reset.during-regenerate")
         _check(manage(project, "makemigrations", "--noinput", *[f.app for f in p.folders]), "makemigrations")
+        faults.point("reset.after-makemigrations")
         result.carried_file = carry.write(project.root, p.folders, result.carried)
+        faults.point("reset.after-carry-write")
         for f in p.folders:
             result.migrations[f.app] = sorted(
                 x.name for x in (project.root / f.path).glob("*.py") if x.name != "__init__.py"
