@@ -131,3 +131,10 @@ def test_quiet_works_after_the_command(sqlite_shop: Project) -> None:
     # -q before the command is not undone by the flag's absence after it.
     res = sqlite_shop.ok("-q", "save", "y")
     assert res.stderr == ""
+
+
+def test_status_after_a_rollback_compares_with_the_snapshot_rolled_back_to(sqlite_shop: Project) -> None:
+    sqlite_shop.ok("save", "base")
+    sqlite_shop.ok("rollback", "base", "--yes")  # leaves a newer pre-rollback safety snapshot
+    res = sqlite_shop.ok("status")
+    assert res.stdout.startswith("status against snapshot base ")

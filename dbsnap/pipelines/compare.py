@@ -110,12 +110,14 @@ class Status:
 
 
 def status(ctx: Context, against: str | None = None, *, use_django: bool = False) -> Status:
-    """The live project against snapshot ``against`` (default: the newest; none at all is fine)."""
+    """The live project against snapshot ``against`` (default: ``latest``, as everywhere: the newest that is not a
+    rollback's own safety snapshot, else the newest; none at all is fine)."""
     if against is not None:
         snap: Snapshot | None = ctx.store.get(against)
     else:
         snaps = ctx.store.list()
-        snap = snaps[-1] if snaps else None
+        chosen = [s for s in snaps if s.origin != "pre-rollback"] or snaps
+        snap = chosen[-1] if chosen else None
     if snap is not None:
         ctx.store.verify_manifest(snap)
     project = ctx.project
