@@ -173,6 +173,8 @@ class Store:
         """Create the store (0700) with its marker, ``.gitignore`` and staging folder if missing; refuse a
         non-empty folder that is not a store before changing anything in it."""
         self.check_usable()
+        if not self.root.exists():
+            self._create()
         private_dir(self.root)
         if not (self.root / MARKER).is_file():
             atomic_write(self.root / MARKER, MARKER_TEXT)
@@ -180,6 +182,26 @@ class Store:
         if not gi.exists():
             atomic_write(gi, "*\n")
         private_dir(self.tmp)
+
+    def _create(self) -> None:
+        """Make a new store whole or not at all: its skeleton is built in a private folder beside it and renamed
+        into place, so a concurrent dbsnap never sees a half-made store (a folder without its marker, which it
+        would refuse as "not a dbsnap store"). When another process wins the race, its store is used."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        building = private_dir(self.root.parent / f".{self.root.name}.{secrets.token_hex(4)}.new")
+        try:
+            atomic_write(building / MARKER, MARKER_TEXT)
+            atomic_write(building / ".gitignore", "*\n")
+            private_dir(building / TMP)
+            try:
+                os.rename(building, self.root)  # fails when the store appeared meanwhile
+            except OSError:
+                if not self.root.is_dir():
+                    raise
+            else:
+                fsync_dir(self.root.parent)
+        finally:
+            remove_tree(building)
 
     def clean_tmp(self) -> list[str]:
         """Remove debris left by killed runs: everything in ``.tmp/``, and the temporary files of interrupted
