@@ -44,7 +44,7 @@ class Project:
         self.env = env
         self.pg_name = pg_name
         self.store = root / "snapshots"
-        self.manage_env: dict = {}  # what manage.py needs on top (it does not read .env; dbsnap does)
+        self.manage_env: dict = {}  # what manage.py gets on top of ``env`` (the example's settings read .env)
         self.pg_user = PG["user"]
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -183,13 +183,12 @@ def sqlite_project(dest: Path) -> Project:
 
 
 def pg_project(dest: Path, dbname: str, user: str = PG["user"]) -> Project:
-    """A copy of the example project whose .env points dbsnap at PostgreSQL database ``dbname`` as ``user``."""
+    """A copy of the example project whose .env points it at PostgreSQL database ``dbname`` as ``user``: the
+    example's settings read .env themselves, so manage.py and dbsnap (which follows the settings) both use it."""
     root = copy_example(dest)
     (root / ".env").write_text(f"DB_NAME={dbname}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\nDB_USER={user}\n")
     p = Project(root, child_env(), pg_name=dbname)
     p.pg_user = user
-    # manage.py does not read .env (dbsnap does): the same values go to it through the environment.
-    p.manage_env = {"DB_NAME": dbname, "DB_HOST": PG["host"], "DB_PORT": PG["port"], "DB_USER": user}
     return p
 
 
