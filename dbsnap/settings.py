@@ -96,6 +96,13 @@ def use_django_settings(root: Path, values: dict | None) -> None:
         _FROM_DJANGO.pop(root, None)
 
 
+def source_of(root: Path, key: str) -> str:
+    """Where configuration key ``key`` comes from, for messages: settings.py ``DBSNAP`` or ``[tool.dbsnap]``."""
+    if key in _FROM_DJANGO.get(Path(root).resolve(), {}):
+        return f"settings.py DBSNAP[{key!r}]"
+    return f"pyproject.toml [tool.dbsnap.{key}]"
+
+
 def read_pyproject(root: Path) -> dict:
     """dbsnap's project configuration: ``[tool.dbsnap]`` of the project's pyproject.toml (empty when absent),
     overlaid key by key by settings.py ``DBSNAP`` when the settings were read (a table such as ``retention``

@@ -192,6 +192,29 @@ def pg_project(dest: Path, dbname: str, user: str = PG["user"]) -> Project:
     return p
 
 
+COOKIE = REPO / "examples" / "cookiesite"
+COOKIE_FOLDERS = (
+    "cookiesite/contrib/sites/migrations",  # MIGRATION_MODULES: django.contrib.sites' migrations, in the project
+    "cookiesite/users/migrations",
+    "cookiesite/notes/db_migrations",  # MIGRATION_MODULES: an own app's migrations under another name
+)
+
+
+def cookie_project(dest: Path, dbname: str | None = None, user: str = PG["user"]) -> Project:
+    """A copy of the cookiecutter-shaped example (not migrated yet): its .env holds DATABASE_URL, PostgreSQL
+    database ``dbname`` as ``user`` when given, else SQLite ``db.sqlite3`` in the copy (django-environ reads it,
+    for manage.py and for dbsnap alike)."""
+    root = Path(
+        shutil.copytree(COOKIE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "db.sqlite3*", ".env"))
+    )
+    sqlite = f"sqlite:///{root / 'db.sqlite3'}"
+    url = f"postgres://{user}@{PG['host']}:{PG['port']}/{dbname}" if dbname else sqlite
+    (root / ".env").write_text(f"DATABASE_URL={url}\n")
+    p = Project(root, child_env(), pg_name=dbname)
+    p.pg_user = user
+    return p
+
+
 def seeded(p: Project) -> Project:
     """Migrate and seed ``p``'s database as a user would: ``manage.py migrate``, then ``manage.py seed --scale 1``."""
     p.manage("migrate", "-v0")
