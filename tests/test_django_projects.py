@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import psycopg
 import pytest
 from conftest import COOKIE_FOLDERS, PG, Project, cookie_project, fresh_pg_database, sqlite_project, tree
 
@@ -90,26 +91,54 @@ def test_cookiecutter_project_postgresql(tmp_path, pg_server) -> None:
         cookie_cycle(cookie_project(tmp_path / "cookiesite", name), thorough=True)
 
 
+def test_migration_modules_dbsnap_leaves_alone_are_listed_with_the_reason(tmp_path) -> None:
+    p = sqlite_project(tmp_path / "shop")
+    with open(p.root / "shopsite" / "settings.py", "a") as f:
+        f.write(
+            "\nMIGRATION_MODULES = {'auth': None, 'contenttypes': 'django.contrib.contenttypes.migrations',"
+            " 'orders': 'orders.gone_migrations'}\n"
+        )
+    info = json.loads(p.ok("info", "--json").stdout)
+    assert [a["app"] for a in info["apps"]] == ["accounts", "catalog"]
+    reasons = {n["app"]: n["reason"] for n in info["not_managed"]}
+    assert reasons["auth"] == "migrations disabled (MIGRATION_MODULES maps it to None)"
+    assert (
+        reasons["contenttypes"].startswith("in installed packages (")
+        and "never writes there" in reasons["contenttypes"]
+    )
+    assert reasons["orders"] == "MIGRATION_MODULES names a module that does not exist"
+    assert (
+        "not managed contenttypes: django.contrib.contenttypes.migrations: in installed packages" in p.ok("info").stdout
+    )
+
+
 # -- the settings Django sees win -------------------------------------------------------------------------------
 
 
-def test_env_file_the_settings_never_read(tmp_path) -> None:
-    """(a) A project whose settings never read .env, with a .env holding DB_NAME: Django uses SQLite, so does dbsnap,
-    and info/doctor show the difference."""
-    p = sqlite_project(tmp_path / "shop")
+def test_env_file_the_settings_never_read(sqlite_shop: Project, pg_db: str) -> None:
+    """(a) A project whose settings never read .env, with a .env naming a (real) PostgreSQL database: Django uses
+    SQLite, so does dbsnap, info/doctor show the difference, and the database of .env is never touched."""
+    p = sqlite_shop
     settings = p.root / "shopsite" / "settings.py"
     settings.write_text(settings.read_text().replace('load_dotenv(BASE_DIR / ".env")\n', ""))
-    (p.root / ".env").write_text(f"DB_NAME=x_dbsnap\nDB_HOST={PG['host']}\n")
+    (p.root / ".env").write_text(f"DB_NAME={pg_db}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\n")
     django = django_says(p, "__import__('django.db').db.connection.settings_dict['NAME']")
+    assert django == str(p.root / "db.sqlite3")
     info = json.loads(p.ok("info", "--json").stdout)
-    (db,) = info["databases"]
-    assert (db["engine"], db["name"]) == ("sqlite", django) and django == str(p.root / "db.sqlite3")
+    assert [(db["engine"], db["name"]) for db in info["databases"]] == [("sqlite", django)]
     (diff,) = info["differences"]
-    assert diff.startswith("DB_NAME in .env says postgresql 'x_dbsnap'") and "dbsnap uses the settings'" in diff
+    assert diff.startswith(f"DB_NAME in .env says postgresql '{pg_db}'") and "dbsnap uses the settings'" in diff
     assert "difference: DB_NAME in .env" in p.ok("info").stdout
     doctor = json.loads(p.dbsnap("doctor", "--json").stdout)
     (check,) = [c for c in doctor["checks"] if c["name"] == "settings"]
     assert check["status"] == "warn" and "DB_NAME in .env says" in check["detail"]
+    before = p.fingerprint()
+    p.ok("save", "a")
+    p.sql("DELETE FROM orders_orderitem")
+    p.ok("rollback", "a", "--yes")
+    assert p.fingerprint() == before
+    with psycopg.connect(dbname=pg_db, autocommit=True, **PG) as c:
+        assert c.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
 
 
 def test_database_url_django_environ_does_not_expand(tmp_path) -> None:

@@ -216,7 +216,7 @@ def _folders(root: Path, apps: list[dict]) -> tuple[list[MigrationFolder], list[
                 skipped.append(NotManaged(label, None, "migrations disabled (MIGRATION_MODULES maps it to None)"))
             continue
         if not app["dir"] or not Path(app["dir"]).is_dir():
-            if explicit and not own:
+            if explicit:
                 skipped.append(NotManaged(label, module, "MIGRATION_MODULES names a module that does not exist"))
             continue  # an own app that never had a migrations package: nothing to keep
         mdir = Path(app["dir"]).resolve()
