@@ -211,7 +211,6 @@ def test_settings_dbsnap_dict_and_its_precedence(tmp_path) -> None:
     def store(*args: str, **env: str) -> str:
         return json.loads(p.ok(*args, "info", "--json", env=env).stdout)["store"]
 
-    assert store() == str(p.root / "snapshots")
     (p.root / "pyproject.toml").write_text('[tool.dbsnap]\nstore = "from-pyproject"\n')
     assert store() == str(p.root / "from-pyproject")
     with open(p.root / "shopsite" / "settings.py", "a") as f:

@@ -4,6 +4,8 @@ as the ``dbsnap`` script, run in-process on the settings manage.py loaded, on bo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import Project, cookie_project, fresh_pg_database
@@ -45,8 +47,15 @@ def test_same_cli_as_the_script(sqlite_shop: Project) -> None:
     p.sql("DELETE FROM orders_orderitem")
     rolled = ok(p, "rollback", "s1", "--yes")
     assert rolled["snapshot"] == "s1" and p.fingerprint() == before
+
+
+@pytest.mark.slow
+def test_reset_via_manage(sqlite_shop: Project) -> None:
+    p = install_app(sqlite_shop)
     reset = ok(p, "reset", "--yes")
     assert reset["safety_snapshot"].startswith("pre-reset-") and reset["migrations"]["orders"] == ["0001_initial.py"]
+    assert ok(p, "status")["in_sync"] is True
+    assert managed(p, "reset", "--app", "nosuchapp", "--yes").returncode == 2
 
 
 def test_in_process_without_a_discovery_child(sqlite_shop: Project) -> None:
@@ -60,6 +69,17 @@ def test_in_process_without_a_discovery_child(sqlite_shop: Project) -> None:
     assert res.returncode == 0 and res.stderr == ""
     info = json.loads(res.stdout)
     assert info["discovery"] == "settings" and info["settings_module"] == "shopsite.settings"
+    # call_command: the same command from code; a failure is a CommandError carrying dbsnap's exit code.
+    code = (
+        "import django, json; django.setup(); from django.core.management import call_command, CommandError\n"
+        "call_command('dbsnap', 'info', '--json')\n"
+        "try:\n    call_command('dbsnap', 'show', 'nope')\nexcept CommandError as e:\n    print('exit', e.returncode)\n"
+    )
+    env = {**p.env, "DJANGO_SETTINGS_MODULE": "shopsite.settings", "PYTHONPATH": str(p.root)}
+    run = subprocess.run([sys.executable, "-c", code], cwd=p.root, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.rstrip().endswith("exit 3") and '"discovery": "settings"' in run.stdout
+    assert "error: snapshot 'nope' not found" in run.stderr
 
 
 def cookie_via_manage(p: Project) -> None:

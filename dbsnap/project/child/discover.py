@@ -26,7 +26,12 @@ VENDORED = ("site-packages", "dist-packages")
 
 
 def plain(v):
-    """``v`` if JSON can carry it, else its text (a Path, a lazy string)."""
+    """``v`` as JSON can carry it: dicts and lists item by item, anything else JSON cannot hold (a Path, a lazy
+    string) as its text."""
+    if isinstance(v, dict):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [plain(x) for x in v]
     try:
         json.dumps(v)
         return v

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ class Command(BaseCommand):
         sys.exit(self._run(argv[0], without_django_options(argv[2:])))
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("args", nargs="*", help="a dbsnap command and its options")
+        parser.add_argument("args", nargs=argparse.REMAINDER, help="a dbsnap command and its options")
 
     def handle(self, *args: str, **options) -> None:
         """``call_command("dbsnap", "save", "x")``: CommandError carrying dbsnap's exit code on failure."""
