@@ -166,7 +166,7 @@ def _count_files(folder: Path) -> int:
     return sum(1 for p in folder.glob("*.py") if p.name != "__init__.py")
 
 
-def manage_env(root: Path, settings_module: str | None) -> dict[str, str]:
+def manage_env(settings_module: str | None) -> dict[str, str]:
     """The environment ``manage.py`` gets when the user runs it here: the process environment (no ``.env``), with
     the settings module dbsnap chose."""
     env = dict(os.environ)
@@ -176,7 +176,7 @@ def manage_env(root: Path, settings_module: str | None) -> dict[str, str]:
 
 
 def _run_child(root: Path, settings_module: str, python: str) -> dict:
-    child_env = manage_env(root, settings_module)
+    child_env = manage_env(settings_module)
     child_env["DJANGO_SETTINGS_MODULE"] = settings_module
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), child_env.get("PYTHONPATH", "")]))
     try:
@@ -343,13 +343,13 @@ def discover(project: Path | None = None, python: str | None = None) -> Project:
     collect = _LOADED.get("collect")
     if callable(collect) and _LOADED.get("root") == root:
         module = os.environ.get("DJANGO_SETTINGS_MODULE") or ""
-        return project_from_settings(root, env, collect(str(root)), module, sys.executable, manage_env(root, module))
+        return project_from_settings(root, env, collect(str(root)), module, sys.executable, manage_env(module))
     settings_module = settings_module_for(root)
     reason = None
     if settings_module:
         try:
             data = _run_child(root, settings_module, python)
-            return project_from_settings(root, env, data, settings_module, python, manage_env(root, settings_module))
+            return project_from_settings(root, env, data, settings_module, python, manage_env(settings_module))
         except _SettingsUnavailable as e:
             reason = f"settings {settings_module} could not be imported here: {e}"
     else:
@@ -368,5 +368,5 @@ def discover(project: Path | None = None, python: str | None = None) -> Project:
         env=env,
         fallback=reason,
         python=python,
-        django_env=manage_env(root, settings_module),
+        django_env=manage_env(settings_module),
     )
