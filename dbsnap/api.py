@@ -81,7 +81,12 @@ def info(ctx: Context) -> dict:
         "django_version": p.django_version,
         "debug": p.debug,
         "databases": [db.public() for db in ctx.databases()],
-        "apps": [{"app": f.app, "migrations": f.path, "files": f.files} for f in p.folders],
+        "apps": [
+            {"app": f.app, "migrations": f.path, "files": f.files, "module": f.module, "owned": f.owned}
+            for f in p.folders
+        ],
+        "not_managed": [{"app": n.app, "module": n.module, "reason": n.reason} for n in p.not_managed],
+        "differences": p.differences,
         "store": str(ctx.store.root),
         "snapshots": len(ctx.store.list()),
     }

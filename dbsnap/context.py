@@ -10,9 +10,16 @@ from .engines import engine_for, preload
 from .engines.base import Engine
 from .errors import ConfigError
 from .project.databases import Database
-from .project.discovery import Project, discover, find_root, load_env
+from .project.discovery import Project, discover, find_root, load_env, loaded_root, settings_mention_dbsnap
 from .report import Reporter
-from .settings import Settings, resolve_bounds, resolve_jobs, resolve_lock_timeout, resolve_store
+from .settings import (
+    Settings,
+    resolve_bounds,
+    resolve_jobs,
+    resolve_lock_timeout,
+    resolve_store,
+    use_django_settings,
+)
 from .store.confine import DatabaseRule, Rules
 from .store.snapshots import Store
 
@@ -28,20 +35,37 @@ class Context:
     def __post_init__(self) -> None:
         self._project: Project | None = None
         self._engines: dict[str, Engine] = {}
+        explicit = self.settings.project if self.settings.project is not None else loaded_root()
         try:
-            self.root: Path | None = find_root(self.settings.project)
+            self.root: Path | None = find_root(explicit)
         except ConfigError:
-            if self.settings.project is not None:
+            if explicit is not None:
                 raise
             self.root = None  # commands that only read the store work outside a project
         self.env = load_env(self.root) if self.root else dict(os.environ)
+        if self.root is not None:
+            self._read_django_settings()
         self.store = Store(resolve_store(self.settings.store, self.env, self.root))
         self.lock_timeout = resolve_lock_timeout(self.settings.lock_timeout, self.env, self.root)
         self.jobs = resolve_jobs(self.settings.jobs, self.env, self.root)
         self.bounds = resolve_bounds(self.env, self.root)
 
-    @property
-    def project(self) -> Project:
+    def _read_django_settings(self) -> None:
+        """settings.py ``DBSNAP`` for dbsnap's own configuration, before anything reads it: in-process under
+        ``manage.py dbsnap``; by the ``dbsnap`` script only when the settings folder assigns DBSNAP (the
+        discovery it needs is then the one the command uses). A project whose settings fail here still runs
+        the commands that need no project; the ones that do get the error."""
+        assert self.root is not None
+        use_django_settings(self.root, None)
+        if loaded_root() != self.root and not settings_mention_dbsnap(self.root):
+            return
+        try:
+            project = self._discover()
+        except ConfigError:
+            return
+        use_django_settings(self.root, project.dbsnap_settings)
+
+    def _discover(self) -> Project:
         if self._project is None:
             if self.root is None:
                 find_root(None)  # raises the "no Django project found" error
@@ -54,6 +78,10 @@ class Context:
                     + " and migration folders found by scanning the project"
                 )
         return self._project
+
+    @property
+    def project(self) -> Project:
+        return self._discover()
 
     def rules(self) -> Rules:
         """The confinement rules of this project (discovered now) and store; see ``store/confine.py``."""

@@ -1,4 +1,10 @@
-"""dbsnap's own configuration. Precedence: CLI flag > environment > .env > pyproject [tool.dbsnap] > default."""
+"""dbsnap's own configuration. Precedence: CLI flag > environment (then ``.env``) > settings.py ``DBSNAP`` >
+pyproject ``[tool.dbsnap]`` > default.
+
+``DBSNAP`` in the Django settings takes the same keys as ``[tool.dbsnap]`` (``lock_timeout`` and ``LOCK_TIMEOUT``
+are read as ``lock-timeout``; tables such as ``retention`` are dicts), so every key dbsnap knows, now or later, is
+read from both: :func:`read_pyproject` is the one place that merges them.
+"""
 
 from __future__ import annotations
 
@@ -68,8 +74,50 @@ AUTO_JOBS_FROM = 64 << 20
 AUTO_JOBS_MAX = 4
 
 
+# settings.py ``DBSNAP`` per project root, as the settings gave it (registered by the context, which reads them).
+_FROM_DJANGO: dict[Path, dict] = {}
+
+
+def _key(k: object) -> str:
+    return str(k).strip().lower().replace("_", "-")
+
+
+def normalized(values: dict) -> dict:
+    """A ``DBSNAP`` dict with ``[tool.dbsnap]`` spelling: keys lower-case with hyphens, at every level."""
+    return {_key(k): normalized(v) if isinstance(v, dict) else v for k, v in values.items()}
+
+
+def use_django_settings(root: Path, values: dict | None) -> None:
+    """Register (or, with None, forget) the ``DBSNAP`` dict of the project at ``root``."""
+    root = Path(root).resolve()
+    if values:
+        _FROM_DJANGO[root] = normalized(values)
+    else:
+        _FROM_DJANGO.pop(root, None)
+
+
+def source_of(root: Path, key: str) -> str:
+    """Where configuration key ``key`` comes from, for messages: settings.py ``DBSNAP`` or ``[tool.dbsnap]``."""
+    if key in _FROM_DJANGO.get(Path(root).resolve(), {}):
+        return f"settings.py DBSNAP[{key!r}]"
+    return f"pyproject.toml [tool.dbsnap.{key}]"
+
+
 def read_pyproject(root: Path) -> dict:
-    """``[tool.dbsnap]`` of the project's pyproject.toml (empty when absent)."""
+    """dbsnap's project configuration: ``[tool.dbsnap]`` of the project's pyproject.toml (empty when absent),
+    overlaid key by key by settings.py ``DBSNAP`` when the settings were read (a table such as ``retention``
+    merged one level deep: a ``DBSNAP`` key wins over the same key of the table)."""
+    base = _read_pyproject_file(root)
+    over = _FROM_DJANGO.get(Path(root).resolve())
+    if not over:
+        return base
+    merged = dict(base)
+    for k, v in over.items():
+        merged[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return merged
+
+
+def _read_pyproject_file(root: Path) -> dict:
     path = root / "pyproject.toml"
     if not path.is_file():
         return {}

@@ -44,7 +44,7 @@ class Project:
         self.env = env
         self.pg_name = pg_name
         self.store = root / "snapshots"
-        self.manage_env: dict = {}  # what manage.py needs on top (it does not read .env; dbsnap does)
+        self.manage_env: dict = {}  # what manage.py gets on top of ``env`` (the example's settings read .env)
         self.pg_user = PG["user"]
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -183,13 +183,35 @@ def sqlite_project(dest: Path) -> Project:
 
 
 def pg_project(dest: Path, dbname: str, user: str = PG["user"]) -> Project:
-    """A copy of the example project whose .env points dbsnap at PostgreSQL database ``dbname`` as ``user``."""
+    """A copy of the example project whose .env points it at PostgreSQL database ``dbname`` as ``user``: the
+    example's settings read .env themselves, so manage.py and dbsnap (which follows the settings) both use it."""
     root = copy_example(dest)
     (root / ".env").write_text(f"DB_NAME={dbname}\nDB_HOST={PG['host']}\nDB_PORT={PG['port']}\nDB_USER={user}\n")
     p = Project(root, child_env(), pg_name=dbname)
     p.pg_user = user
-    # manage.py does not read .env (dbsnap does): the same values go to it through the environment.
-    p.manage_env = {"DB_NAME": dbname, "DB_HOST": PG["host"], "DB_PORT": PG["port"], "DB_USER": user}
+    return p
+
+
+COOKIE = REPO / "examples" / "cookiesite"
+COOKIE_FOLDERS = (
+    "cookiesite/contrib/sites/migrations",  # MIGRATION_MODULES: django.contrib.sites' migrations, in the project
+    "cookiesite/users/migrations",
+    "cookiesite/notes/db_migrations",  # MIGRATION_MODULES: an own app's migrations under another name
+)
+
+
+def cookie_project(dest: Path, dbname: str | None = None, user: str = PG["user"]) -> Project:
+    """A copy of the cookiecutter-shaped example (not migrated yet): its .env holds DATABASE_URL, PostgreSQL
+    database ``dbname`` as ``user`` when given, else SQLite ``db.sqlite3`` in the copy (django-environ reads it,
+    for manage.py and for dbsnap alike)."""
+    root = Path(
+        shutil.copytree(COOKIE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "db.sqlite3*", ".env"))
+    )
+    sqlite = f"sqlite:///{root / 'db.sqlite3'}"
+    url = f"postgres://{user}@{PG['host']}:{PG['port']}/{dbname}" if dbname else sqlite
+    (root / ".env").write_text(f"DATABASE_URL={url}\n")
+    p = Project(root, child_env(), pg_name=dbname)
+    p.pg_user = user
     return p
 
 

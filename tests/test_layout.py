@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dbsnap"
 # Higher layers may import lower ones, never the other way; wings on one layer do not import each other.
 LAYERS = {
     "dbsnap.__main__": 8,
+    "dbsnap.django": 8,  # manage.py dbsnap: the same CLI, as a Django app (an adapter, like cli/)
     "dbsnap.cli": 7,
     "dbsnap.api": 6,
     "dbsnap.pipelines": 5,
@@ -38,7 +39,9 @@ LAYERS = {
 
 # Outside libraries and the only places that may import them.
 CONFINED = {
-    "django": ("dbsnap.project.child",),  # scripts run in the project's interpreter, never imported by dbsnap
+    # scripts run in the project's interpreter (imported only by the Django app, where Django is configured already)
+    "django": ("dbsnap.project.child", "dbsnap.django"),
+    "dj_database_url": ("dbsnap.project.databases",),
     "psycopg": ("dbsnap.engines.postgresql",),
     "click": ("dbsnap.cli",),
     "zstandard": ("dbsnap.store.archive",),
@@ -137,7 +140,7 @@ def test_outside_libraries_stay_in_their_wing(library: str) -> None:
 
 def test_importing_dbsnap_does_not_load_django_or_psycopg() -> None:
     code = (
-        "import sys, dbsnap.api, dbsnap.cli\n"
+        "import sys, dbsnap.api, dbsnap.cli, dbsnap.django\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'psycopg'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

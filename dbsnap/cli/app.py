@@ -142,18 +142,19 @@ for _command in COMMANDS:
     cli.add_command(_command)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI and turn every expected failure into one line on stderr and an exit code."""
+def main(argv: list[str] | None = None, prog_name: str = "dbsnap") -> int:
+    """Entry point: run the CLI and turn every expected failure into one line on stderr and an exit code.
+    ``prog_name`` is what usage lines call the program (``manage.py dbsnap`` under Django)."""
     procs.install_signal_handlers()
     try:
-        return _main(argv)
+        return _main(argv, prog_name)
     finally:
         procs.kill_all()  # no child outlives the command, whatever ended it
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str] | None, prog_name: str = "dbsnap") -> int:
     try:
-        cli.main(args=argv, prog_name="dbsnap", standalone_mode=False)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
         return 0
     except click.exceptions.Abort as e:
         # click turns a KeyboardInterrupt (our SIGTERM/SIGHUP too) outside any pipeline into Abort.

@@ -151,9 +151,14 @@ def info_text(d: dict) -> str:
                 f"{db['port'] or 'default'} user {db['user'] or '-'}"
             )
     for a in d["apps"]:
-        lines.append(f"app {a['app']}: {a['migrations']} ({a['files']} migrations)")
+        moved = "" if a.get("owned", True) else f" (MIGRATION_MODULES {a['module']}; kept, never regenerated)"
+        lines.append(f"app {a['app']}: {a['migrations']} ({a['files']} migrations){moved}")
     if not d["apps"]:
         lines.append("apps: no migration folders found in the project")
+    for n in d.get("not_managed", []):
+        lines.append(f"not managed {n['app']}: {n['module'] or '-'}: {n['reason']}")
+    for diff in d.get("differences", []):
+        lines.append(f"difference: {diff}")
     lines.append(f"store:     {d['store']} ({d['snapshots']} snapshots)")
     return "\n".join(lines)
 
@@ -201,6 +206,11 @@ def reset_plan_text(p) -> str:
             lines.append(f"    will terminate session: {session}")
     for f in p.folders:
         lines.append(f"  regenerate {f.path} ({f.files} migrations deleted, __init__.py and non-Python files kept)")
+    for f in getattr(p, "kept", []):
+        lines.append(
+            f"  keep {f.path} as it is ({f.app}: not the project's app, its migrations moved here by "
+            "MIGRATION_MODULES; regenerating would drop the project's edits to them); migrated as they are"
+        )
     if p.carried:
         where = f"{p.folders[0].path}/{carry.NAME}.py" if p.folders else carry.NAME
         lines.append(f"  carried: {', '.join(x.describe() for x in p.carried)}")
@@ -221,6 +231,7 @@ def reset_plan_json(p) -> dict:
     return {
         "databases": [db.public() for db in p.databases],
         "apps": [{"app": f.app, "migrations": f.path, "files": f.files} for f in p.folders],
+        "kept": [{"app": f.app, "migrations": f.path, "files": f.files} for f in getattr(p, "kept", [])],
         "lost_operations": [
             {
                 "app": op.app,

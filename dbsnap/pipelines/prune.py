@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..context import Context
 from ..errors import UsageError
 from ..retention import Decision, Policy, PolicyError, apply_policy_grouped, group_by_database
-from ..settings import read_pyproject
+from ..settings import read_pyproject, source_of
 from ..store.snapshots import Snapshot
 from .save import drop_clones
 
@@ -35,7 +35,7 @@ def configured_policy(ctx: Context) -> tuple[Policy | None, str]:
             return Policy.from_mapping(env_rules), "environment"
         table = read_pyproject(ctx.root).get("retention", {}) if ctx.root else {}
         if table:
-            return Policy.from_mapping(table), "pyproject.toml [tool.dbsnap.retention]"
+            return Policy.from_mapping(table), source_of(ctx.root, "retention") if ctx.root else ""
     except PolicyError as e:
         raise UsageError(f"invalid retention configuration: {e}") from e
     return None, ""

@@ -61,6 +61,9 @@ class ResetPlan:
     safety_name: str
     sessions: dict[str, list[str]] = field(default_factory=dict)
     carried: list[Prerequisite] = field(default_factory=list)  # recreated by the generated prerequisites migration
+    # Migration folders of apps the project does not own (MIGRATION_MODULES): saved in the safety snapshot, applied
+    # as they are by the migrate, never regenerated (see plan()).
+    kept: list[MigrationFolder] = field(default_factory=list)
 
     @property
     def confirm_word(self) -> str:
@@ -112,9 +115,15 @@ def plan(ctx: Context, opts: ResetOptions) -> ResetPlan:
     """Build the plan and check everything that can be checked without changing anything."""
     project = ctx.project
     dbs = ctx.databases()
-    by_app = {f.app: f for f in project.folders}
+    by_app = {f.app: f for f in project.regenerable}
     if opts.apps:
+        moved = {f.app for f in project.folders if not f.owned}
         unknown = [a for a in opts.apps if a not in by_app]
+        if unknown and unknown[0] in moved:
+            raise UsageError(
+                f"app {unknown[0]!r} is not the project's own (its migrations are moved into the project by "
+                "MIGRATION_MODULES): reset keeps them as they are"
+            )
         if unknown:
             raise UsageError(
                 f"app {unknown[0]!r} is not one of the project's apps with a migrations package "
@@ -122,7 +131,7 @@ def plan(ctx: Context, opts: ResetOptions) -> ResetPlan:
             )
         folders = [by_app[a] for a in opts.apps]
     else:
-        folders = list(project.folders)
+        folders = list(project.regenerable)
     if not folders:
         raise ConfigError("no migration folders of the project's own apps were found", hint="run 'dbsnap info'")
     if not opts.allow_production:
@@ -149,6 +158,11 @@ def plan(ctx: Context, opts: ResetOptions) -> ResetPlan:
         after=_after_commands(ctx, opts),
         safety_name=name,
         carried=carry.merge([ctx.engine(db).prerequisites() for db in dbs]),
+        # A contrib or third-party app's migrations moved into the project are its upstream history plus the
+        # project's own edits (cookiecutter's sites: a data migration setting the domain). makemigrations would
+        # write them again from models the project does not own and drop those edits, and the package's future
+        # migrations would no longer follow them; so they stay as they are and are migrated like any other.
+        kept=[f for f in project.folders if not f.owned],
     )
 
 

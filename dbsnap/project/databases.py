@@ -1,10 +1,15 @@
-"""The databases of a project: one DATABASES entry (or DATABASE_URL / DB_* variables) as a :class:`Database`."""
+"""The databases of a project: one DATABASES entry (or DATABASE_URL / DB_* variables) as a :class:`Database`.
+
+``DATABASE_URL`` is parsed by dj-database-url, the parser Django settings themselves use (directly or through
+django-environ's own copy of its rules): the fallback reads a URL exactly as such settings would."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+
+import dj_database_url
 
 from ..errors import ConfigError
 
@@ -90,29 +95,30 @@ def database_from_config(root: Path, alias: str, engine: str, cfg: dict) -> Data
     )
 
 
+def parse_database_url(url: str) -> dict:
+    """``DATABASE_URL`` as Django's DATABASES entry, the standard way (dj-database-url, what django-environ and most
+    settings use); ConfigError (exit 4) for what it cannot parse."""
+    try:
+        cfg = dj_database_url.parse(url)
+    except dj_database_url.UnknownSchemeError as e:
+        scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+        raise ConfigError(
+            f"DATABASE_URL has an unknown scheme {scheme!r}",
+            hint="use postgres://, postgresql://, pgsql://, postgis:// or sqlite:///",
+        ) from e
+    except (dj_database_url.ParseError, ValueError) as e:
+        raise ConfigError(
+            f"DATABASE_URL cannot be parsed: {e}", hint="check the port is a number and special characters are %-quoted"
+        ) from e
+    return cfg
+
+
 def databases_from_env(root: Path, env: dict[str, str]) -> dict[str, Database]:
+    """The fallback's database (alias ``default``) from ``DATABASE_URL``, else ``DB_*`` variables; empty if neither."""
     url = env.get("DATABASE_URL")
     if url:
-        u = urlparse(url)
-        scheme = u.scheme.split("+")[0]
-        if scheme in ("sqlite", "spatialite"):
-            path = unquote(u.path[1:] if u.path.startswith("//") else u.path)
-            return {
-                "default": database_from_config(
-                    root,
-                    "default",
-                    "sqlite",
-                    {"NAME": path.lstrip("/") if not u.path.startswith("//") else path},
-                )
-            }
-        cfg = {
-            "NAME": unquote(u.path.lstrip("/")),
-            "USER": unquote(u.username or ""),
-            "PASSWORD": unquote(u.password or ""),
-            "HOST": u.hostname or "",
-            "PORT": str(u.port or ""),
-        }
-        return {"default": database_from_config(root, "default", scheme, cfg)}
+        cfg = parse_database_url(url)
+        return {"default": database_from_config(root, "default", str(cfg.get("ENGINE") or ""), cfg)}
     if env.get("DB_NAME"):
         engine = env.get("DB_ENGINE") or "postgresql"
         cfg = {
@@ -124,3 +130,38 @@ def databases_from_env(root: Path, env: dict[str, str]) -> dict[str, Database]:
         }
         return {"default": database_from_config(root, "default", engine, cfg)}
     return {}
+
+
+def _where(db: Database) -> str:
+    if db.kind == "sqlite":
+        return f"sqlite {db.name}"
+    return f"{db.kind} {db.name!r} on {db.host or 'localhost'}:{db.port or 'default'}"
+
+
+def disagreements(
+    root: Path, env: dict[str, str], dbs: dict[str, Database], from_env_file: Callable[[str], bool]
+) -> list[str]:
+    """What the fallback would take from ``DATABASE_URL`` / ``DB_*`` (environment and ``.env``) where it is not the
+    ``default`` database the settings give: the settings win, the difference is shown. ``from_env_file(var)`` says
+    whether ``var`` came from ``.env`` rather than the process environment."""
+    var = "DATABASE_URL" if env.get("DATABASE_URL") else "DB_NAME" if env.get("DB_NAME") else None
+    settings_db = dbs.get("default")
+    if var is None or settings_db is None:
+        return []
+    try:
+        mine = databases_from_env(root, env)["default"]
+    except ConfigError as e:
+        return [f"{var} cannot be read ({e.message}); the settings give {_where(settings_db)}: dbsnap uses that"]
+    # Host and port only count when the variables give them (the settings may fill in their own defaults).
+    same = (
+        (mine.kind, mine.name) == (settings_db.kind, settings_db.name)
+        and (not mine.host or mine.host == settings_db.host)
+        and (not mine.port or mine.port == settings_db.port)
+    )
+    if same:
+        return []
+    source = ".env" if from_env_file(var) else "the environment"
+    return [
+        f"{var} in {source} says {_where(mine)}, but the settings Django loads give {_where(settings_db)}: "
+        "dbsnap uses the settings' database, as manage.py does"
+    ]

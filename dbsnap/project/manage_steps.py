@@ -21,8 +21,10 @@ def manage_prefix(project: Project) -> list[str]:
 
 
 def manage(project: Project, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run one manage.py command in a fresh child process; stdout and stderr together in ``.stdout``."""
-    env = dict(project.env)
+    """Run one manage.py command in a fresh child process; stdout and stderr together in ``.stdout``. It gets the
+    environment manage.py gets when the user runs it (not dbsnap's reading of ``.env``): the same settings, so the
+    same databases, as discovery saw."""
+    env = dict(project.django_env or project.env)
     if project.settings_module:
         env.setdefault("DJANGO_SETTINGS_MODULE", project.settings_module)
     argv = [*manage_prefix(project), *args]

@@ -14,7 +14,7 @@ from ...context import Context
 from ...project.discovery import Project, discover, find_root
 from .check import FAIL, OK, WARN, Check
 
-DEPENDENCIES = ("click", "psycopg", "python-dotenv", "zstandard")
+DEPENDENCIES = ("click", "dj-database-url", "psycopg", "python-dotenv", "zstandard")
 MIN_PYTHON = (3, 10)
 MIN_DJANGO = (4, 2)
 
@@ -68,7 +68,15 @@ def check_settings(ctx: Context, holder: list[Project]) -> Check:
             + " (install the project's requirements there), or set DBSNAP_PYTHON to the project's interpreter",
         )
     python = "" if project.python == sys.executable else f" with {project.python}"
-    return Check("settings", OK, f"{project.settings_module} imported{python} ({found})")
+    detail = f"{project.settings_module} imported{python} ({found})"
+    if project.differences:
+        return Check(
+            "settings",
+            WARN,
+            f"{detail}; " + "; ".join(project.differences),
+            "make the environment (.env) and the settings agree: Django uses the settings, and so does dbsnap",
+        )
+    return Check("settings", OK, detail)
 
 
 def check_django(project: Project) -> Check:
@@ -102,9 +110,10 @@ def check_migrations(project: Project) -> Check:
             "check INSTALLED_APPS and MIGRATION_MODULES; only apps whose code lives under the project root count",
         )
     total = sum(f.files for f in folders)
-    return Check(
-        "migrations",
-        OK,
+    detail = (
         f"{len(folders)} folder{'s' if len(folders) != 1 else ''} ({', '.join(f.path for f in folders)}), "
-        f"{total} migration{'s' if total != 1 else ''}",
+        f"{total} migration{'s' if total != 1 else ''}"
     )
+    if project.not_managed:
+        detail += "; not managed: " + ", ".join(f"{n.app} ({n.reason})" for n in project.not_managed)
+    return Check("migrations", OK, detail)

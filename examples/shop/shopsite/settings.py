@@ -1,7 +1,8 @@
 """Settings for the shopsite example project.
 
-Configuration comes from environment variables only (dbsnap loads ``.env``
-itself, so nothing is loaded here):
+Configuration comes from environment variables, with ``<project>/.env`` read
+first (python-dotenv; a variable already set in the environment wins), so
+``manage.py`` and dbsnap see the same database:
 
 * ``DB_NAME`` set -> PostgreSQL using ``DB_NAME``, ``DB_USER``, ``DB_PASSWORD``,
   ``DB_HOST`` and ``DB_PORT``.
@@ -11,7 +12,10 @@ itself, so nothing is loaded here):
 import os
 from pathlib import Path
 
+from dotenv import load_dotenv
+
 BASE_DIR = Path(__file__).resolve().parent.parent
+load_dotenv(BASE_DIR / ".env")
 
 SECRET_KEY = os.environ.get(
     "DJANGO_SECRET_KEY",
