@@ -117,6 +117,31 @@ class Difference:
             return f"{self.kind} {self.object}: missing ({self.expected})"
         return f"{self.kind} {self.object}: expected {self.expected}, found {self.actual}"
 
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "object": self.object,
+            "expected": self.expected,
+            "actual": self.actual,
+            "extra": self.extra,
+        }
+
+
+def not_regenerated(diffs: list[Difference]) -> tuple[list[Difference], list[Difference]]:
+    """``(drift, only_in_actual_extras)``: the objects migrations cannot regenerate (functions, triggers, views,
+    extensions...) that ``actual`` has and ``expected`` lacks, apart from every other difference. A history that
+    lacks them still describes the tables; the caller lists them (and may carry them) instead of refusing."""
+    apart = [d for d in diffs if d.extra and d.expected is None]
+    return [d for d in diffs if d not in apart], apart
+
+
+def table(diffs: list[Difference], expected: str = "EXPECTED", actual: str = "FOUND") -> str:
+    """Every difference, one row each, in aligned columns (nothing cut: a definition is shown whole)."""
+    rows = [("KIND", "OBJECT", expected, actual)]
+    rows += [(d.kind, d.object, d.expected or "(absent)", d.actual or "(absent)") for d in diffs]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows)
+
 
 def _sets(kind: str, where: str, expected: set[str], actual: set[str]) -> list[Difference]:
     out = [Difference(kind, where, d, None) for d in sorted(expected - actual)]

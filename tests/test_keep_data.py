@@ -1,0 +1,193 @@
+"""``reset --keep-data``: fresh initial migrations, every row kept, proved against the live schema first.
+
+Real runs of the CLI on the example shop (seeded), PostgreSQL and SQLite: afterwards every table's rows hash the
+same, the schema is untouched, the history rows equal the new files, ``makemigrations --check`` is clean and
+``migrate`` has nothing to apply. Drift made by altering the live database with SQL is refused with exit 7, a
+difference table, and everything (database and migration files) exactly as before.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from conftest import Project
+
+APPS = ("accounts", "catalog", "orders")
+
+
+def own_rows(p: Project) -> set[tuple[str, str]]:
+    return {tuple(r) for r in p.sql("SELECT app, name FROM django_migrations WHERE app IN ('accounts', 'catalog', 'orders')")}
+
+
+def other_rows(p: Project) -> list[tuple]:
+    return sorted(p.sql("SELECT app, name, applied FROM django_migrations WHERE app NOT IN ('accounts', 'catalog', 'orders')"))
+
+
+def files(p: Project) -> dict[str, list[str]]:
+    return {
+        app: sorted(x.name for x in (p.root / app / "migrations").glob("*.py") if x.name != "__init__.py")
+        for app in APPS
+    }
+
+
+def data_without_history(p: Project) -> dict:
+    """Schema, every table's rows and every sequence but those of django_migrations (which keep-data rewrites)."""
+    fp = p.fingerprint()
+    data = {t: h for t, h in fp["data"].items() if not t.endswith(("django_migrations", "sqlite_sequence"))}
+    if p.pg_name:
+        seqs = {s: v for s, v in fp["sequences"].items() if "django_migrations" not in s}
+    else:
+        seqs = sorted(p.sql("SELECT name, seq FROM sqlite_sequence WHERE name <> 'django_migrations'"))
+    return {"schema": fp["schema"], "data": data, "sequences": seqs}
+
+
+def whole_state(p: Project) -> tuple:
+    return (p.fingerprint(), p.migration_files())
+
+
+def assert_keep_data_done(p: Project, before: dict, others: list) -> None:
+    assert data_without_history(p) == before  # every row, the schema and the sequences: identical
+    assert files(p) == {app: ["0001_initial.py"] for app in APPS}
+    assert own_rows(p) == {(app, "0001_initial") for app in APPS}
+    assert other_rows(p) == others  # auth, contenttypes, ...: untouched, with their applied times
+    p.manage("makemigrations", "--check", "--dry-run")
+    assert "No migrations to apply." in p.manage("migrate").stdout
+    assert not list(p.root.rglob(".*.dbsnap-*")), "a backup or scratch copy was left behind"
+    assert not (p.store / ".journal.json").exists()
+
+
+def test_keep_data_keeps_every_row_and_fake_applies_fresh_initials(shop: Project) -> None:
+    p = shop
+    p.manage("seed", "--scale", "1")  # more rows on top of the fixture's (ids well past 1)
+    before, others = data_without_history(p), other_rows(p)
+    res = p.ok("reset", "--keep-data", "--yes", "--json")
+    out = json.loads(res.stdout)
+    assert out["keep_data"] is True
+    assert [s["step"] for s in out["steps"]] == [
+        "preflight", "safety snapshot", "regenerate migrations", "compare schemas", "rewrite history", "verify",
+    ]  # fmt: skip
+    assert out["history"] == {"default": {"deleted": 5, "inserted": 3}}
+    assert_keep_data_done(p, before, others)
+    # The safety snapshot holds the old history: a rollback to it gives the old files and rows back.
+    p.ok("rollback", out["safety_snapshot"], "--yes")
+    assert len(own_rows(p)) == 5 and "0002_order_note.py" in files(p)["orders"]
+
+
+# -- drift: refused, exit 7, every difference shown, nothing changed ----------------------------------------------
+
+DRIFT = {
+    # a column the models define, missing in the database
+    "missing-column": {
+        "postgresql": ["ALTER TABLE orders_order DROP COLUMN note"],
+        "sqlite": ["ALTER TABLE orders_order DROP COLUMN note"],
+    },
+    # a column the database has and the models do not
+    "extra-column": {
+        "postgresql": ["ALTER TABLE orders_order ADD COLUMN legacy_code varchar(20) NULL"],
+        "sqlite": ["ALTER TABLE orders_order ADD COLUMN legacy_code varchar(20) NULL"],
+    },
+    # NOT NULL in the models, nullable in the database
+    "nullability": {"postgresql": ["ALTER TABLE orders_order ALTER COLUMN status DROP NOT NULL"]},
+    # an index the models declare (the foreign key's), missing in the database
+    "missing-index": {"postgresql": ["DROP INDEX {fk_index}"], "sqlite": ["DROP INDEX {fk_index}"]},
+    # a unique constraint the database has and the models do not
+    "extra-unique": {
+        "postgresql": ["ALTER TABLE catalog_category ADD CONSTRAINT drift_name_unique UNIQUE (name)"],
+        "sqlite": ["CREATE UNIQUE INDEX drift_name_unique ON catalog_category (name)"],
+    },
+}
+EXPECT = {
+    "missing-column": ("column", "orders_order.note", True, False),
+    "extra-column": ("column", "orders_order.legacy_code", False, True),
+    "nullability": ("column", "orders_order.status", True, True),
+    "missing-index": ("index", "orders_order", True, False),
+    "extra-unique": (None, "catalog_category", False, True),
+}
+
+
+def fk_index(p: Project) -> str:
+    if p.pg_name:
+        q = "SELECT indexname FROM pg_indexes WHERE tablename = 'orders_order' AND indexdef LIKE '%(customer_id)%'"
+    else:
+        q = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders_order' AND sql LIKE '%customer_id%'"
+    [(name,)] = p.sql(q)
+    return f'"{name}"'
+
+
+def check_refused(p: Project, case: str, kind_: str) -> None:
+    for stmt in DRIFT[case][kind_]:
+        p.sql(stmt.format(fk_index=fk_index(p)) if "{" in stmt else stmt)
+    before = whole_state(p)
+    res = p.dbsnap("reset", "--keep-data", "--yes")
+    assert res.returncode == 7, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "error: reset --keep-data refused at [4/6] compare schemas" in res.stderr, res.stderr
+    assert "nothing was changed" in res.stderr
+    kind, obj, has_expected, has_actual = EXPECT[case]
+    rows = [ln for ln in res.stderr.splitlines() if obj in ln and not ln.startswith("error:")]
+    assert rows, res.stderr
+    assert "FRESH MIGRATIONS BUILD" in res.stderr and "DATABASE HAS" in res.stderr
+    if kind:
+        assert any(ln.startswith(kind) for ln in rows), rows
+    assert any(("(absent)" in ln.split(obj, 1)[1].split("  ", 1)[-1]) != (has_expected and has_actual) for ln in rows)
+    assert whole_state(p) == before  # database AND migration files exactly as they were
+    assert not list(p.root.rglob(".*.dbsnap-*"))
+    assert not (p.store / ".journal.json").exists()
+    js = p.dbsnap("reset", "--keep-data", "--yes", "--json")
+    assert js.returncode == 7
+    report = json.loads(js.stdout)
+    assert report["refused"] is True and report["exit_code"] == 7
+    diffs = report["differences"]["default"]
+    assert any(d["object"].startswith(obj) and (d["expected"] is not None) == has_expected for d in diffs), diffs
+    assert whole_state(p) == before
+
+
+def test_drift_a_missing_column_is_refused_nothing_changed(sqlite_shop: Project) -> None:
+    check_refused(sqlite_shop, "missing-column", "sqlite")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(DRIFT))
+def test_drift_is_refused_nothing_changed_postgresql(pg_shop: Project, case: str) -> None:
+    check_refused(pg_shop, case, "postgresql")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(c for c in DRIFT if "sqlite" in DRIFT[c] and c != "missing-column"))
+def test_drift_is_refused_nothing_changed_sqlite(sqlite_shop: Project, case: str) -> None:
+    check_refused(sqlite_shop, case, "sqlite")
+
+
+# -- kill -9 during the history rewrite: wholly old or wholly new ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("point", "expect"),
+    [
+        ("keep-data.during-history-rewrite", "old"),  # inside the transaction, before COMMIT
+        ("keep-data.after-history-rewrite", "new"),  # committed: only verify is left, so it is finished
+        pytest.param("keep-data.after-backup", "old", marks=pytest.mark.slow),
+        pytest.param("keep-data.after-regenerate-migrations", "old", marks=pytest.mark.slow),
+        pytest.param("keep-data.after-compare-schemas", "old", marks=pytest.mark.slow),
+        pytest.param("keep-data.before-verify", "new", marks=pytest.mark.slow),
+    ],
+)
+def test_kill9_during_the_history_rewrite_leaves_old_or_new(shop: Project, point: str, expect: str) -> None:
+    p = shop
+    before_all, before, others = whole_state(p), data_without_history(p), other_rows(p)
+    res = p.dbsnap("reset", "--keep-data", "--yes", env={"DBSNAP_FAULT": point})
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    assert (p.store / ".journal.json").exists()
+    nxt = p.dbsnap("status")
+    assert "Traceback" not in nxt.stderr, nxt.stderr
+    said = [ln for ln in nxt.stderr.splitlines() if ln.startswith("warning: an interrupted reset --keep-data")]
+    assert len(said) == 1, nxt.stderr
+    if expect == "old":
+        assert "undone" in said[0], said
+        assert whole_state(p) == before_all
+        assert not list(p.root.rglob(".*.dbsnap-*"))
+    else:
+        assert "finished" in said[0], said
+        assert_keep_data_done(p, before, others)
