@@ -42,9 +42,9 @@ class SchemaMixin:
                 default, ident = None, "serial"
             schema.tables[table].columns[col] = Column(ctype, nullable, default, ident, coll)
         for table, definition in q["constraints"]:
-            schema.tables[table].constraints.add(definition)
+            schema.tables[table].constraints[definition] += 1
         for table, definition in q["indexes"]:
-            schema.tables[table].indexes.add(definition)
+            schema.tables[table].indexes[definition] += 1
         schema.sequences = {r[0] for r in q["sequences"]}
         extras: dict[str, dict[str, str]] = {}
         for kind, name, definition in q["views"]:
