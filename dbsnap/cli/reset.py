@@ -101,11 +101,11 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
     except SchemaDrift as e:
         if pending["open"]:
             click.echo("failed", err=True)
-        # The refusal's report: every difference, as a table (stderr, with the error) or one JSON document.
+        # The refusal's report: every difference as a table (stderr, with the error), and with --json one
+        # document on stdout for scripts.
+        click.echo(render.drift_text(e), err=True)
         if as_json:
             out(render.drift_json(e), True)
-        else:
-            click.echo(render.drift_text(e), err=True)
         raise
     except BaseException:
         if pending["open"]:

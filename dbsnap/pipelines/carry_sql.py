@@ -1,7 +1,7 @@
 """``reset --keep-data --carry-sql``: the objects the database has that no migration regenerates (functions,
 views, triggers made by RunSQL) written into one generated migration, so the new history does not lose them.
 
-Where it lives: ``<first regenerated app>/migrations/<next number>_dbsnap_carried_sql.py``, after the fresh
+Where it lives: ``<last regenerated app>/migrations/<next number>_dbsnap_carried_sql.py``, after the fresh
 migrations: it depends on the last fresh migration of every regenerated app (a trigger needs its table), and
 holds one ``RunSQL`` per object with its definition as the database gives it (``pg_get_functiondef``,
 ``pg_get_triggerdef``, the view's query; SQLite's own CREATE statement) and the statement that drops it as the
@@ -61,7 +61,10 @@ def write(
     ``migrations`` (None, nothing written, when there is nothing to carry)."""
     if not objects or not folders:
         return None
-    holder = folders[0]
+    # The last app, not the first: the first holds the prerequisites migration, and an edge from its leaf to
+    # other apps' initials would let migrate order them before its own initial (their swappable dependency on
+    # it resolves to its first migration, the prerequisites one, which creates no model).
+    holder = folders[-1]
     deps = [(f.app, leaf) for f in folders if (leaf := _leaf(migrations.get(f.app, [])))]
     own = [int(f[:4]) for f in migrations.get(holder.app, []) if re.match(r"^\d{4}_", f)]
     name = f"{max(own, default=0) + 1:04d}_{SUFFIX}"
