@@ -330,3 +330,33 @@ def test_comparison_counts_duplicates_lists_extras_apart_and_renders_a_table() -
     lines = table(drift, expected="FRESH", actual="DB").splitlines()
     assert lines[0].split() == ["KIND", "OBJECT", "FRESH", "DB"]
     assert lines[1].split() == ["constraint", "t", "(absent)", "UNIQUE", "(name)"]
+
+
+# -- real-project shapes: a third-party squashed app, a serial column -----------------------------------------------
+
+
+@pytest.mark.slow
+def test_keep_data_with_a_third_party_squashed_app_leaves_its_rows(tmp_path, pg_server) -> None:
+    from conftest import fresh_pg_database, pg_project, seeded
+    from test_reset_real import with_squashapp
+
+    with fresh_pg_database() as name:
+        p = seeded(with_squashapp(pg_project(tmp_path / "shop", name)))
+        before, others = data_without_history(p), other_rows(p)
+        assert any(r[0] in ("squashapp", "legacy_squash") for r in others)
+        p.ok("reset", "--keep-data", "--yes")
+        assert_keep_data_done(p, before, others)
+
+
+@pytest.mark.slow
+def test_a_serial_column_is_described_without_its_sequence_name(pg_shop: Project) -> None:
+    from test_reset_real import ctx_for
+
+    p = pg_shop
+    p.sql("CREATE TABLE legacy_thing (id serial PRIMARY KEY, n integer)")
+    p.sql("ALTER TABLE legacy_thing RENAME TO legacy_renamed")  # the sequence keeps the old name
+    ctx = ctx_for(p)
+    [db] = ctx.databases()
+    col = ctx.engine(db).describe_schema().tables["legacy_renamed"].columns["id"]
+    assert (col.identity, col.default) == ("serial", None)
+    assert ctx.engine(db).describe_schema().tables["orders_order"].columns["id"].identity == "d"

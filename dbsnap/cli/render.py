@@ -223,8 +223,10 @@ def reset_plan_text(p) -> str:
 
 
 def reset_plan_json(p) -> dict:
-    keep = {"keep_data": True, "objects": [{"kind": k, "name": n} for k, n in p.objects], "carry_sql": p.carry_sql}
-    return (keep if isinstance(p, KeepDataPlan) else {}) | {
+    keep = {}
+    if isinstance(p, KeepDataPlan):
+        keep = {"keep_data": True, "objects": [{"kind": k, "name": n} for k, n in p.objects], "carry_sql": p.carry_sql}
+    return keep | {
         "databases": [db.public() for db in p.databases],
         "apps": [{"app": f.app, "migrations": f.path, "files": f.files} for f in p.folders],
         "lost_operations": [
