@@ -360,3 +360,55 @@ def test_a_serial_column_is_described_without_its_sequence_name(pg_shop: Project
     col = ctx.engine(db).describe_schema().tables["legacy_renamed"].columns["id"]
     assert (col.identity, col.default) == ("serial", None)
     assert ctx.engine(db).describe_schema().tables["orders_order"].columns["id"].identity == "d"
+
+
+CIRCULAR = {
+    "alpha/models.py": (
+        "from django.db import models\n\n\nclass A(models.Model):\n"
+        "    b = models.ForeignKey('beta.B', null=True, on_delete=models.SET_NULL, related_name='+')\n"
+    ),
+    "beta/models.py": (
+        "from django.db import models\n\n\nclass B(models.Model):\n"
+        "    a = models.ForeignKey('alpha.A', null=True, on_delete=models.SET_NULL, related_name='+')\n"
+        "    label = models.CharField(max_length=20, default='')\n"
+    ),
+}
+
+
+@pytest.mark.slow
+def test_keep_data_with_circular_foreign_keys_and_a_long_history(sqlite_shop: Project) -> None:
+    """Two apps pointing at each other (makemigrations splits one into 0001/0002), and a history of 30 small
+    migrations on top: the fresh history is fake-applied, every row kept."""
+    from test_reset_real import add_settings
+
+    p = sqlite_shop
+    for rel, text in CIRCULAR.items():
+        app = p.root / rel.split("/")[0]
+        (app / "migrations").mkdir(parents=True)
+        for name in ("__init__.py", "migrations/__init__.py"):
+            (app / name).write_text("")
+        (p.root / rel).write_text(text)
+    add_settings(p, 'INSTALLED_APPS += ["alpha", "beta"]\n')
+    p.manage("makemigrations", "alpha", "beta")
+    for i in range(30):  # a long history: the label's default changed 30 times
+        models = p.root / "beta" / "models.py"
+        models.write_text(models.read_text().replace(f"default='{i - 1 if i else ''}'", f"default='{i}'"))
+        p.manage("makemigrations", "beta", "-n", f"label_{i}")
+    p.manage("migrate", "-v0")
+    p.sql("INSERT INTO alpha_a (id, b_id) VALUES (1, NULL)")
+    p.sql("INSERT INTO beta_b (id, a_id, label) VALUES (1, 1, 'x')")
+    p.sql("UPDATE alpha_a SET b_id = 1")
+    before = data_without_history(p)
+    assert len(list((p.root / "beta" / "migrations").glob("0*.py"))) >= 31
+    out = json.loads(p.ok("reset", "--keep-data", "--yes", "--json").stdout)
+    assert data_without_history(p) == before
+    fresh = {app: names for app, names in out["migrations"].items() if app in ("alpha", "beta")}
+    assert sorted(n for names in fresh.values() for n in names) == [
+        "0001_initial.py",
+        "0001_initial.py",
+        "0002_initial.py",
+    ]
+    rows = {tuple(r) for r in p.sql("SELECT app, name FROM django_migrations WHERE app IN ('alpha', 'beta')")}
+    assert rows == {(a, n[:-3]) for a, names in fresh.items() for n in names}
+    p.manage("makemigrations", "--check", "--dry-run")
+    assert "No migrations to apply." in p.manage("migrate").stdout
