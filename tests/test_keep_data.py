@@ -412,3 +412,17 @@ def test_keep_data_with_circular_foreign_keys_and_a_long_history(sqlite_shop: Pr
     assert rows == {(a, n[:-3]) for a, names in fresh.items() for n in names}
     p.manage("makemigrations", "--check", "--dry-run")
     assert "No migrations to apply." in p.manage("migrate").stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["keep-data.before-compare-schemas", "keep-data.during-history-rewrite"])
+def test_sigterm_undoes_it_and_exits_143(sqlite_shop: Project, point: str) -> None:
+    p = sqlite_shop
+    before = old_state(p)
+    res = p.dbsnap("reset", "--keep-data", "--yes", env={"DBSNAP_FAULT": point + ":term"})
+    assert res.returncode == 143, res.stderr
+    assert "interrupted by SIGTERM" in res.stderr and "nothing was changed" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert old_state(p) == before
+    assert not (p.store / ".journal.json").exists()
+    assert not list(p.root.rglob(".*.dbsnap-*"))

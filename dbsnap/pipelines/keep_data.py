@@ -291,6 +291,13 @@ def recover_pending(ctx: Context, journal: dict) -> str:
     """Finish or undo a keep-data reset a killed run left (the caller holds the lock): finished when the rewrite
     committed on every database and verify passes, undone otherwise; said in one line."""
     where = rj.where(journal)
+    missing = [a for a in journal["databases"] if a not in ctx.project.databases]
+    if missing:
+        raise ConfigError(f"cannot recover the interrupted reset --keep-data: alias {missing[0]!r} is not configured")
+    if not rj.remaining(journal):  # verified; killed while removing the copies: finishing is all that is left
+        _finish(ctx, journal)
+        ctx.reporter.warn(f"an interrupted reset --keep-data (stopped {where}) was found and finished")
+        return "finished"
     apps = journal.get("apps", [])
     history = journal.get("history", {})
     rewritten = bool(history) and all(
