@@ -212,14 +212,17 @@ def reset_plan_text(p) -> str:
         lines.append(f"    (created again by {where}, which the fresh initial migrations depend on)")
     if p.lost:
         lines.append("  operations makemigrations cannot regenerate, LOST by this reset:")
-        for op in p.lost:
-            lines.append(f"    {op.describe()}{' (carried)' if carry.carried_by(op, p.carried) else ''}")
+        lines += _lost_lines(p)
     else:
         lines.append("  no RunPython/RunSQL/extension/custom operations in these migrations: none is lost")
     for cmd in p.after:
         lines.append(f"  then: manage.py {' '.join(cmd)}")
     lines.append(f"  safety snapshot first: {p.safety_name} (pinned); any failure rolls back to it")
     return "\n".join(lines)
+
+
+def _lost_lines(p) -> list[str]:
+    return [f"    {op.describe()}{' (carried)' if carry.carried_by(op, p.carried) else ''}" for op in p.lost]
 
 
 def reset_plan_json(p) -> dict:
@@ -298,8 +301,7 @@ def keep_data_plan_text(p: KeepDataPlan) -> str:
         lines += [f"    {kind} {name}" for kind, name in p.objects]
     if p.lost:
         lines.append("  operations of the old history not in the new one (what they made stays in the database):")
-        for op in p.lost:
-            lines.append(f"    {op.describe()}{' (carried)' if carry.carried_by(op, p.carried) else ''}")
+        lines += _lost_lines(p)
     lines.append(f"  safety snapshot first: {p.safety_name} (pinned)")
     return "\n".join(lines)
 

@@ -258,15 +258,7 @@ def undo(ctx: Context, journal: dict) -> None:
 
 def _fail(ctx: Context, p: KeepDataPlan, step_no: int, exc: BaseException, journal: dict | None) -> DbsnapError:
     where = f"[{step_no}/{len(STEPS)}] {STEPS[step_no - 1]}"
-    if isinstance(exc, KeyboardInterrupt):
-        why = f"interrupted by {procs.signal_name(exc)}"
-    elif isinstance(exc, DbsnapError):
-        why = exc.message
-    elif isinstance(exc, OSError):
-        why = os_error_text(exc)
-    else:
-        why = str(exc) or type(exc).__name__
-    output = exc.output if isinstance(exc, rs.StepFailed) else ""
+    why, output = rs.failure_text(exc)
     if journal is None:
         state = f"nothing was changed; the safety snapshot {p.safety_name} was kept"
     else:

@@ -393,11 +393,8 @@ def rollback_to_safety(ctx: Context, journal: dict) -> None:
     rb.run(ctx, rb.plan(ctx, snap, safety=False, aliases=journal["databases"]), outer=journal)
 
 
-def _fail(
-    ctx: Context, p: ResetPlan, opts: ResetOptions, step_no: int, exc: BaseException, journal: dict | None
-) -> DbsnapError:
-    """Roll back to the safety snapshot (unless disabled) and describe what happened."""
-    where = f"[{step_no}/{len(STEPS)}] {STEPS[step_no - 1]}" if step_no else "after the safety snapshot"
+def failure_text(exc: BaseException) -> tuple[str, str]:
+    """Why a step failed, in words, and the child's output when it was a manage.py step's."""
     if isinstance(exc, KeyboardInterrupt):
         why = f"interrupted by {procs.signal_name(exc)}"
     elif isinstance(exc, DbsnapError):
@@ -406,7 +403,15 @@ def _fail(
         why = os_error_text(exc)
     else:
         why = str(exc) or type(exc).__name__
-    output = exc.output if isinstance(exc, StepFailed) else ""
+    return why, exc.output if isinstance(exc, StepFailed) else ""
+
+
+def _fail(
+    ctx: Context, p: ResetPlan, opts: ResetOptions, step_no: int, exc: BaseException, journal: dict | None
+) -> DbsnapError:
+    """Roll back to the safety snapshot (unless disabled) and describe what happened."""
+    where = f"[{step_no}/{len(STEPS)}] {STEPS[step_no - 1]}" if step_no else "after the safety snapshot"
+    why, output = failure_text(exc)
     stopped = procs.exit_code(exc) if isinstance(exc, KeyboardInterrupt) else 0  # a signal's exit code
     if journal is None:  # the journal could not even be written: nothing after the snapshot was done
         state = f"nothing was changed; the safety snapshot {p.safety_name} was kept"
