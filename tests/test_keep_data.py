@@ -375,9 +375,21 @@ CIRCULAR = {
 }
 
 
+LONG_STEP = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("beta", {prev!r})]
+    operations = [
+        migrations.AlterField("b", "label", models.CharField(max_length=20, default="", help_text={text!r})),
+    ]
+"""
+
+
 @pytest.mark.slow
 def test_keep_data_with_circular_foreign_keys_and_a_long_history(sqlite_shop: Project) -> None:
-    """Two apps pointing at each other (makemigrations splits one into 0001/0002), and a history of 30 small
+    """Two apps pointing at each other (makemigrations splits one into 0001/0002), and a history of 150 more
     migrations on top: the fresh history is fake-applied, every row kept."""
     from test_reset_real import add_settings
 
@@ -390,16 +402,19 @@ def test_keep_data_with_circular_foreign_keys_and_a_long_history(sqlite_shop: Pr
         (p.root / rel).write_text(text)
     add_settings(p, 'INSTALLED_APPS += ["alpha", "beta"]\n')
     p.manage("makemigrations", "alpha", "beta")
-    for i in range(30):  # a long history: the label's default changed 30 times
-        models = p.root / "beta" / "models.py"
-        models.write_text(models.read_text().replace(f"default='{i - 1 if i else ''}'", f"default='{i}'"))
-        p.manage("makemigrations", "beta", "-n", f"label_{i}")
+    folder = p.root / "beta" / "migrations"
+    prev = max(x.stem for x in folder.glob("0*.py"))
+    for i in range(int(prev[:4]) + 1, int(prev[:4]) + 151):  # a long history: the label's help text, 150 times
+        (folder / f"{i:04d}_label_{i}.py").write_text(LONG_STEP.format(prev=prev, text=f"label, version {i}"))
+        prev = f"{i:04d}_label_{i}"
+    models = p.root / "beta" / "models.py"
+    models.write_text(models.read_text().replace("default='')", f"default='', help_text='label, version {i}')"))
     p.manage("migrate", "-v0")
     p.sql("INSERT INTO alpha_a (id, b_id) VALUES (1, NULL)")
     p.sql("INSERT INTO beta_b (id, a_id, label) VALUES (1, 1, 'x')")
     p.sql("UPDATE alpha_a SET b_id = 1")
     before = data_without_history(p)
-    assert len(list((p.root / "beta" / "migrations").glob("0*.py"))) >= 31
+    assert len(list(folder.glob("0*.py"))) >= 151
     out = json.loads(p.ok("reset", "--keep-data", "--yes", "--json").stdout)
     assert data_without_history(p) == before
     fresh = {app: names for app, names in out["migrations"].items() if app in ("alpha", "beta")}
