@@ -156,6 +156,8 @@ class SQLiteEngine(Engine):
             conn.close()
 
     def object_definitions(self) -> list[tuple[str, str, str, str]]:
+        if not self.path.exists():
+            return []
         conn = _connect(self.path, readonly=True)
         try:
             rows = conn.execute(

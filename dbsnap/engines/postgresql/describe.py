@@ -61,7 +61,10 @@ class SchemaMixin:
 
     def object_definitions(self) -> list[tuple[str, str, str, str]]:
         with self.connect() as conn:
-            return [tuple(r) for r in conn.execute(OBJECT_DEFINITIONS_SQL)]
+            try:
+                return [tuple(r) for r in conn.execute(OBJECT_DEFINITIONS_SQL)]
+            except psycopg.Error as e:
+                raise ExternalError(f"reading the definitions of {self.db.name!r} failed: {first_line(e)}") from e
 
     def replace_migration_rows(self, apps: list[str], rows: list[tuple[str, str]]) -> None:
         """One transaction (``psycopg``'s block commits at its end, rolls back on any error; a killed client's
