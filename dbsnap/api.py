@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .context import Context
 from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, UsageError
+from .pipelines import keep_data as kd
 from .pipelines import prune as pr
 from .pipelines import recovery
 from .pipelines import reset as rs
@@ -302,17 +303,21 @@ def reset(
     on_step: Callable[[int, str, float | None], None] | None = None,
 ) -> tuple[rs.ResetPlan, rs.ResetResult | None]:
     """Snapshot, drop, regenerate and migrate, verify; on failure roll back to the safety snapshot by itself.
+    With ``opts.keep_data``: snapshot, regenerate, prove the schema matches, rewrite the history rows, verify;
+    the data is never touched (:mod:`dbsnap.pipelines.keep_data`).
 
     The plan (databases, apps, the operations makemigrations cannot regenerate) is built and confirmed before
     the store is locked, so nobody waits on a prompt; ``dry_run`` returns it without changing anything.
     """
     recover_if_needed(ctx)
-    plan = rs.plan(ctx, opts)
+    plan = kd.plan(ctx, opts) if opts.keep_data else rs.plan(ctx, opts)
     if dry_run:
         return plan, None
     if confirm is not None and not confirm(plan):
         raise UsageError("reset cancelled; nothing was changed")
     with locked(ctx, "reset"):
+        if isinstance(plan, kd.KeepDataPlan):
+            return plan, kd.run(ctx, plan, on_step)
         return plan, rs.run(ctx, plan, opts, on_step)
 
 

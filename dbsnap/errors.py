@@ -63,6 +63,17 @@ class ResetError(DbsnapError):
     exit_code = 7
 
 
+class SchemaDrift(ResetError):
+    """``reset --keep-data`` refused: the fresh migrations do not describe the schema the database has. Nothing
+    was changed. ``differences``: per database alias, the :class:`dbsnap.schema.Difference` list (exit 7)."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, differences: dict[str, list], hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.differences = differences
+
+
 class RollbackError(DbsnapError):
     """A rollback could not complete; the message describes the state left behind."""
 

@@ -16,6 +16,7 @@ caller can report them separately.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -40,9 +41,12 @@ class Column:
 
 @dataclass
 class Table:
+    """Constraints and indexes are counted, not just listed: a second UNIQUE (name) beside the models' own is a
+    difference (a redundant index the fresh history would not make)."""
+
     columns: dict[str, Column] = field(default_factory=dict)
-    constraints: set[str] = field(default_factory=set)  # definitions, e.g. "FOREIGN KEY (user_id) REFERENCES ..."
-    indexes: set[str] = field(default_factory=set)  # definitions without the index name
+    constraints: Counter[str] = field(default_factory=Counter)  # definitions: "FOREIGN KEY (user_id) REFERENCES ..."
+    indexes: Counter[str] = field(default_factory=Counter)  # definitions without the index name
 
 
 @dataclass
@@ -60,8 +64,8 @@ class Schema:
             "tables": {
                 name: {
                     "columns": {c: vars(col) for c, col in sorted(t.columns.items())},
-                    "constraints": sorted(t.constraints),
-                    "indexes": sorted(t.indexes),
+                    "constraints": sorted(t.constraints.elements()),
+                    "indexes": sorted(t.indexes.elements()),
                 }
                 for name, t in sorted(self.tables.items())
             },
@@ -76,8 +80,8 @@ class Schema:
             tables={
                 name: Table(
                     columns={c: Column(**col) for c, col in t["columns"].items()},
-                    constraints=set(t["constraints"]),
-                    indexes=set(t["indexes"]),
+                    constraints=Counter(t["constraints"]),
+                    indexes=Counter(t["indexes"]),
                 )
                 for name, t in d["tables"].items()
             },
@@ -117,10 +121,35 @@ class Difference:
             return f"{self.kind} {self.object}: missing ({self.expected})"
         return f"{self.kind} {self.object}: expected {self.expected}, found {self.actual}"
 
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "object": self.object,
+            "expected": self.expected,
+            "actual": self.actual,
+            "extra": self.extra,
+        }
 
-def _sets(kind: str, where: str, expected: set[str], actual: set[str]) -> list[Difference]:
-    out = [Difference(kind, where, d, None) for d in sorted(expected - actual)]
-    return out + [Difference(kind, where, None, d) for d in sorted(actual - expected)]
+
+def not_regenerated(diffs: list[Difference]) -> tuple[list[Difference], list[Difference]]:
+    """``(drift, only_in_actual_extras)``: the objects migrations cannot regenerate (functions, triggers, views,
+    extensions...) that ``actual`` has and ``expected`` lacks, apart from every other difference. A history that
+    lacks them still describes the tables; the caller lists them (and may carry them) instead of refusing."""
+    apart = [d for d in diffs if d.extra and d.expected is None]
+    return [d for d in diffs if d not in apart], apart
+
+
+def table(diffs: list[Difference], expected: str = "EXPECTED", actual: str = "FOUND") -> str:
+    """Every difference, one row each, in aligned columns (nothing cut: a definition is shown whole)."""
+    rows = [("KIND", "OBJECT", expected, actual)]
+    rows += [(d.kind, d.object, d.expected or "(absent)", d.actual or "(absent)") for d in diffs]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows)
+
+
+def _sets(kind: str, where: str, expected: Counter[str], actual: Counter[str]) -> list[Difference]:
+    out = [Difference(kind, where, d, None) for d in sorted((expected - actual).elements())]
+    return out + [Difference(kind, where, None, d) for d in sorted((actual - expected).elements())]
 
 
 def compare(expected: Schema, actual: Schema) -> list[Difference]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from ..errors import SchemaDrift
 from ..pipelines import prerequisites as carry
+from ..pipelines.keep_data import KeepDataPlan
 from ..pipelines.rollback import RollbackPlan, RollbackResult
 from ..pipelines.save import SaveResult
 from ..report import human_bytes
+from ..schema import table as diff_table
 from ..store.seal import sealed_by
 from ..store.snapshots import Snapshot
 
@@ -199,6 +202,8 @@ def prune_json(plan, deleted: list[str], dry_run: bool) -> dict:
 
 
 def reset_plan_text(p) -> str:
+    if isinstance(p, KeepDataPlan):
+        return keep_data_plan_text(p)
     lines = ["Reset plan:"]
     for db in p.databases:
         lines.append(f"  drop every object of {db.describe()}: ALL ITS DATA IS DELETED (the safety snapshot keeps it)")
@@ -217,8 +222,7 @@ def reset_plan_text(p) -> str:
         lines.append(f"    (created again by {where}, which the fresh initial migrations depend on)")
     if p.lost:
         lines.append("  operations makemigrations cannot regenerate, LOST by this reset:")
-        for op in p.lost:
-            lines.append(f"    {op.describe()}{' (carried)' if carry.carried_by(op, p.carried) else ''}")
+        lines += _lost_lines(p)
     else:
         lines.append("  no RunPython/RunSQL/extension/custom operations in these migrations: none is lost")
     for cmd in p.after:
@@ -227,8 +231,15 @@ def reset_plan_text(p) -> str:
     return "\n".join(lines)
 
 
+def _lost_lines(p) -> list[str]:
+    return [f"    {op.describe()}{' (carried)' if carry.carried_by(op, p.carried) else ''}" for op in p.lost]
+
+
 def reset_plan_json(p) -> dict:
-    return {
+    keep = {}
+    if isinstance(p, KeepDataPlan):
+        keep = {"keep_data": True, "objects": [{"kind": k, "name": n} for k, n in p.objects], "carry_sql": p.carry_sql}
+    return keep | {
         "databases": [db.public() for db in p.databases],
         "apps": [{"app": f.app, "migrations": f.path, "files": f.files} for f in p.folders],
         "kept": [{"app": f.app, "migrations": f.path, "files": f.files} for f in getattr(p, "kept", [])],
@@ -274,3 +285,78 @@ def reset_json(p, r) -> dict:
 def verify_line(r) -> str:
     kind = "deep" if r.deep else "checksums+streams"
     return f"ok      {r.name} ({kind})" if r.ok else f"FAILED  {r.name}: {r.problem}"
+
+
+# -- reset --keep-data -----------------------------------------------------------------------------------------
+
+
+def keep_data_plan_text(p: KeepDataPlan) -> str:
+    apps = ", ".join(f.app for f in p.folders)
+    lines = ["Reset plan (--keep-data: every row is kept, nothing is dropped):"]
+    for f in p.folders:
+        lines.append(f"  regenerate {f.path} ({f.files} migrations replaced, __init__.py and non-Python files kept)")
+    if p.carried:
+        where = f"{p.folders[0].path}/{carry.NAME}.py" if p.folders else carry.NAME
+        lines.append(f"  carried: {', '.join(x.describe() for x in p.carried)} (by {where})")
+    lines.append(
+        "  prove first: a scratch database migrated from nothing with the new files must have the schema of "
+        + ", ".join(db.alias for db in p.databases)
+        + "; if not, every difference is shown and nothing changes (exit 7)"
+    )
+    for db in p.databases:
+        lines.append(f"  then rewrite the history of {db.describe()}: the django_migrations rows of {apps}")
+        lines.append("    replaced by the new files' in one transaction (fake-applied; no table or row touched)")
+    if p.objects:
+        how = "carried by --carry-sql into a generated RunSQL migration" if p.carry_sql else "not carried (--carry-sql)"
+        lines.append(f"  database objects no migration regenerates, kept in the database; the new history: {how}:")
+        lines += [f"    {kind} {name}" for kind, name in p.objects]
+    if p.lost:
+        lines.append("  operations of the old history not in the new one (what they made stays in the database):")
+        lines += _lost_lines(p)
+    lines.append(f"  safety snapshot first: {p.safety_name} (pinned)")
+    return "\n".join(lines)
+
+
+def keep_data_text(r) -> str:
+    total = sum(s for _, s in r.steps)
+    files = sum(len(v) for v in r.migrations.values())
+    rows = ", ".join(f"{a}: {h['deleted']} -> {h['inserted']}" for a, h in r.history.items())
+    lines = [
+        f"reset --keep-data done in {total:.1f} s: {files} fresh migration(s) in {len(r.migrations)} app(s), "
+        f"fake-applied (history rows {rows}); every row kept; safety snapshot {r.safety_snapshot}"
+    ]
+    if r.carried_file:
+        lines.append(f"carried into {r.carried_file}: {', '.join(x.describe() for x in r.carried)}")
+    if r.carried_sql_file:
+        lines.append(f"carried SQL into {r.carried_sql_file}: {', '.join(r.carried_sql)}")
+    if r.uncarried:
+        lines.append("not in the new history (kept in the database; --carry-sql writes them into a migration):")
+        lines += [f"  {d.kind} {d.object}" for d in r.uncarried]
+    return "\n".join([*lines, *(f"note: {n}" for n in r.notes)])
+
+
+def keep_data_json(p, r) -> dict:
+    return reset_json(p, r) | {
+        "history": r.history,
+        "carried_sql": r.carried_sql,
+        "carried_sql_file": r.carried_sql_file,
+        "not_carried": [d.to_dict() for d in r.uncarried],
+    }
+
+
+def drift_text(e: SchemaDrift) -> str:
+    """The refusal of reset --keep-data as a table per database: what the fresh migrations build vs what is there."""
+    out = []
+    for alias, diffs in e.differences.items():
+        out.append(f"database {alias!r}: {len(diffs)} difference(s) between the fresh migrations and the database")
+        out.append(diff_table(diffs, expected="FRESH MIGRATIONS BUILD", actual="DATABASE HAS"))
+    return "\n".join(out)
+
+
+def drift_json(e: SchemaDrift) -> dict:
+    return {
+        "refused": True,
+        "error": e.message,
+        "exit_code": e.exit_code,
+        "differences": {alias: [d.to_dict() for d in diffs] for alias, diffs in e.differences.items()},
+    }

@@ -7,7 +7,8 @@ import sys
 import click
 
 from .. import api
-from ..errors import UsageError
+from ..errors import SchemaDrift, UsageError
+from ..pipelines import keep_data
 from ..pipelines.reset import FAILED, STEPS, ResetOptions
 from . import render
 from .common import Obj, json_opt, out
@@ -22,6 +23,18 @@ from .common import Obj, json_opt, out
 @click.option("--no-auto-rollback", is_flag=True, help="On failure, leave the state as it is instead of rolling back.")
 @click.option("--superuser", is_flag=True, help="Run createsuperuser --noinput (DJANGO_SUPERUSER_*) after migrate.")
 @click.option("--load", "fixtures", multiple=True, metavar="FIXTURE", help="Run loaddata FIXTURE after migrate.")
+@click.option(
+    "--keep-data",
+    is_flag=True,
+    help="Keep every row: regenerate, prove the new migrations build the schema the database has, then replace "
+    "the apps' django_migrations rows (fake-apply). Refused, nothing changed, exit 7, when the schemas differ.",
+)
+@click.option(
+    "--carry-sql",
+    is_flag=True,
+    help="With --keep-data: write the functions, views and triggers no migration regenerates into a generated "
+    "RunSQL migration after the fresh ones (the comparison then includes them).",
+)
 @json_opt
 @click.pass_obj
 def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
@@ -35,7 +48,10 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
       dbsnap reset --dry-run       # the plan only
       dbsnap reset                 # asks you to type the database name
       dbsnap reset --yes --app catalog --load initial_data
+      dbsnap reset --keep-data --carry-sql   # fresh initial migrations, every row kept
     """
+    if options["carry_sql"] and not options["keep_data"]:
+        raise UsageError("--carry-sql works with --keep-data only")
     opts = ResetOptions(
         apps=options["apps"],
         snapshot_name=options["snapshot_name"],
@@ -43,7 +59,10 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
         auto_rollback=not options["no_auto_rollback"],
         superuser=options["superuser"],
         fixtures=options["fixtures"],
+        keep_data=options["keep_data"],
+        carry_sql=options["carry_sql"],
     )
+    steps = keep_data.STEPS if opts.keep_data else STEPS
     ctx = obj.ctx("reset")
     quiet = obj.kwargs["quiet"] or as_json
     pending = {"open": False}
@@ -52,7 +71,7 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
         if quiet:
             return
         if secs is None:
-            click.echo(f"[{i}/{len(STEPS)}] {name} ... ", nl=False, err=True)
+            click.echo(f"[{i}/{len(steps)}] {name} ... ", nl=False, err=True)
             pending["open"] = True
         elif secs == FAILED:
             # Closed here, before the automatic rollback says what it does on lines of its own.
@@ -79,6 +98,15 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
 
     try:
         plan, result = api.reset(ctx, opts, dry_run=dry_run, confirm=confirm, on_step=on_step)
+    except SchemaDrift as e:
+        if pending["open"]:
+            click.echo("failed", err=True)
+        # The refusal's report: every difference as a table (stderr, with the error), and with --json one
+        # document on stdout for scripts.
+        click.echo(render.drift_text(e), err=True)
+        if as_json:
+            out(render.drift_json(e), True)
+        raise
     except BaseException:
         if pending["open"]:
             click.echo("failed", err=True)
@@ -89,5 +117,8 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
         else:
             click.echo(render.reset_plan_text(plan))
             click.echo("dry run: nothing was changed")
+        return
+    if opts.keep_data:
+        out(render.keep_data_json(plan, result) if as_json else render.keep_data_text(result), as_json)
         return
     out(render.reset_json(plan, result) if as_json else render.reset_text(result), as_json)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import procs
-from ..errors import ExternalError
+from ..errors import ConfigError, ExternalError
 from ..project.databases import Database
 from ..schema import Prerequisite, Schema
 from ..settings import Bounds
@@ -115,6 +115,20 @@ class Engine(ABC):
     @abstractmethod
     def drop_scratch(self, target: str) -> None:
         """Remove a database made by ``create_scratch`` (idempotent)."""
+
+    # -- reset --keep-data: the history rewritten in place, the data never touched --------------------------
+
+    def replace_migration_rows(self, apps: list[str], rows: list[tuple[str, str]]) -> None:
+        """In ONE transaction: delete the ``django_migrations`` rows of ``apps`` and insert ``rows`` ((app, name),
+        in this order, applied = now). Killed at any moment, the table holds wholly the old rows or wholly the
+        new ones; nothing else of the database is touched."""
+        raise ConfigError(f"reset --keep-data is not supported on {self.kind} databases yet")
+
+    def object_definitions(self) -> list[tuple[str, str, str, str]]:
+        """The live database's objects that migrations cannot regenerate and ``--carry-sql`` can write as RunSQL:
+        ``(kind, name, create_sql, drop_sql)``, with kind and name as :meth:`describe_schema` lists them under
+        ``extras`` (functions, views, triggers), in an order they can be created in. None where unsupported."""
+        return []
 
     @abstractmethod
     def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:

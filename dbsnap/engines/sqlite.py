@@ -7,6 +7,7 @@ import errno
 import os
 import secrets
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import faults
@@ -128,6 +129,45 @@ class SQLiteEngine(Engine):
         for s in ("", *SIDECARS):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target + s)
+
+    def replace_migration_rows(self, apps: list[str], rows: list[tuple[str, str]]) -> None:
+        """One ``BEGIN IMMEDIATE`` transaction: a kill before its COMMIT leaves SQLite's rollback journal (or
+        WAL) to put the old rows back at the next open."""
+        outside = sorted({a for a, _ in rows} - set(apps))
+        if outside:
+            raise ValueError(f"rows of apps not being replaced: {outside}")
+        # As Django's SQLite backend writes a DateTimeField: naive UTC, "YYYY-MM-DD HH:MM:SS.ffffff".
+        now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+        conn = _connect(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            marks = ", ".join("?" * len(apps))
+            conn.execute(f"DELETE FROM django_migrations WHERE app IN ({marks})", list(apps))
+            conn.executemany(
+                "INSERT INTO django_migrations (app, name, applied) VALUES (?, ?, ?)", [(a, n, now) for a, n in rows]
+            )
+            faults.point("keep-data.during-history-rewrite")  # inside the transaction, before COMMIT
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise ExternalError(f"rewriting django_migrations of {self.path} failed (nothing was changed): {e}") from e
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    def object_definitions(self) -> list[tuple[str, str, str, str]]:
+        if not self.path.exists():
+            return []
+        conn = _connect(self.path, readonly=True)
+        try:
+            rows = conn.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND sql IS NOT NULL "
+                "ORDER BY type = 'trigger', rowid"
+            ).fetchall()
+        finally:
+            conn.close()
+        quoted = {name: '"' + name.replace('"', '""') + '"' for _, name, _ in rows}
+        return [(k, n, sql, f"DROP {k.upper()} IF EXISTS {quoted[n]}") for k, n, sql in rows]
 
     def migration_rows(self) -> list[list[str]]:
         if not self.path.exists():

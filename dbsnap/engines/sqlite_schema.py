@@ -12,15 +12,15 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _checks(sql: str) -> set[str]:
+def _checks(sql: str) -> list[str]:
     """The CHECK (...) clauses of a CREATE TABLE statement, whitespace normalised, their constraint names dropped."""
-    out = set()
+    out = []
     for m in re.finditer(r"\bCHECK\s*\(", sql, re.IGNORECASE):
         depth, i = 1, m.end()
         while i < len(sql) and depth:
             depth += {"(": 1, ")": -1}.get(sql[i], 0)
             i += 1
-        out.add("CHECK (" + " ".join(sql[m.end() : i - 1].split()) + ")")
+        out.append("CHECK (" + " ".join(sql[m.end() : i - 1].split()) + ")")
     return out
 
 
@@ -60,10 +60,10 @@ def describe(path: str) -> Schema:
                     frm = ", ".join(p[0] for p in parts)
                     to = ", ".join(str(p[1]) for p in parts)
                     ref, upd, dele = parts[0][2:]
-                    t.constraints.add(f"FOREIGN KEY ({frm}) REFERENCES {ref}({to}) ON UPDATE {upd} ON DELETE {dele}")
-                t.constraints |= _checks(sql or "")
+                    t.constraints[f"FOREIGN KEY ({frm}) REFERENCES {ref}({to}) ON UPDATE {upd} ON DELETE {dele}"] += 1
+                t.constraints.update(_checks(sql or ""))
                 for _seq, iname, unique, origin, _partial in conn.execute(f"PRAGMA index_list({_q(name)})"):
-                    t.indexes.add(_index_def(conn, name, iname, unique, origin, sqls.get(iname)))
+                    t.indexes[_index_def(conn, name, iname, unique, origin, sqls.get(iname))] += 1
                 schema.tables[name] = t
             elif kind in ("view", "trigger"):
                 schema.extras.setdefault(kind, {})[name] = " ".join((sql or "").split())

@@ -17,7 +17,7 @@ from ..project.child import MARK, script
 from ..project.databases import Database
 from ..project.discovery import MigrationFolder, Project
 from ..project.manage_steps import manage
-from ..schema import compare, explain
+from ..schema import Schema, compare, explain
 
 
 class HistoryError(Exception):
@@ -52,6 +52,18 @@ def _migrate_scratch(project: Project, alias: str, target: str) -> None:
         raise HistoryError(f"the fresh history cannot build an empty database: {last}", out.stdout)
 
 
+def scratch_schema(ctx: Context, db: Database) -> Schema:
+    """The schema the migration files on disk build from nothing: a scratch database made for ``db``, migrated
+    and described, removed in every case (HistoryError when the history does not build)."""
+    engine = ctx.engine(db)
+    target = engine.create_scratch()
+    try:
+        _migrate_scratch(ctx.project, db.alias, target)
+        return engine.describe_schema(target)
+    finally:
+        engine.drop_scratch(target)
+
+
 def prove(ctx: Context, db: Database) -> str | None:
     """Migrate a scratch database from nothing and compare it with the reset one; HistoryError when the history
     does not build it, or builds another schema. Returns a note when the proof could not be made (a role that
@@ -59,12 +71,7 @@ def prove(ctx: Context, db: Database) -> str | None:
     engine = ctx.engine(db)
     if not engine.can_create_scratch():
         return f"database {db.alias!r}: the role may not create databases, so no scratch build proved the history"
-    target = engine.create_scratch()
-    try:
-        _migrate_scratch(ctx.project, db.alias, target)
-        diffs = compare(engine.describe_schema(target), engine.describe_schema())
-    finally:
-        engine.drop_scratch(target)
+    diffs = compare(scratch_schema(ctx, db), engine.describe_schema())
     if diffs:
         raise HistoryError(
             f"database {db.alias!r}: the fresh history builds another schema on an empty database than the reset "

@@ -8,8 +8,8 @@ The journal is a rollback's (finished or undone by ``rollback.recover``), a rese
 from __future__ import annotations
 
 from ..context import Context
+from . import keep_data, reset_recovery
 from . import reset_journal as rj
-from . import reset_recovery
 from . import rollback as rb
 
 
@@ -20,6 +20,8 @@ def recover_pending(ctx: Context) -> str | None:
         journal = rb.pending_journal(ctx)  # confined to this project and store before anything acts on it
         if not journal:
             return outcome
+        if journal.get("kind") == rj.KIND and journal.get("mode") == keep_data.MODE:
+            return keep_data.recover_pending(ctx, journal)  # never a restore: the old rows and files go back
         if journal.get("kind") == rj.KIND:
             return reset_recovery.recover_pending(ctx, journal)
         if journal.get("outer"):

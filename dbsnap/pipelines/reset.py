@@ -50,6 +50,8 @@ class ResetOptions:
     auto_rollback: bool = True
     superuser: bool = False
     fixtures: tuple[str, ...] = ()
+    keep_data: bool = False  # reset --keep-data (pipelines.keep_data): history rewritten, data never touched
+    carry_sql: bool = False  # with keep_data: write RunSQL objects the new history lacks into a migration
 
 
 @dataclass
@@ -215,6 +217,23 @@ class Step:
 FAILED = -1.0
 
 
+def regenerate(ctx: Context, p: ResetPlan, result: ResetResult) -> None:
+    """Delete the chosen apps' migration modules, run makemigrations for them together, write the carried
+    prerequisites; ``result.migrations`` gets the new files of each app."""
+    project = ctx.project
+    for f in p.folders:
+        delete_migration_modules(project.root, f.path)
+    faults.point("reset.during-regenerate")
+    _check(manage(project, "makemigrations", "--noinput", *[f.app for f in p.folders]), "makemigrations")
+    faults.point("reset.after-makemigrations")
+    result.carried_file = carry.write(project.root, p.folders, result.carried)
+    faults.point("reset.after-carry-write")
+    for f in p.folders:
+        result.migrations[f.app] = sorted(
+            x.name for x in (project.root / f.path).glob("*.py") if x.name != "__init__.py"
+        )
+
+
 def changing_steps(ctx: Context, p: ResetPlan, result: ResetResult) -> list[Step]:
     """The steps after the safety snapshot, in order; each is journaled before it is taken."""
     project = ctx.project
@@ -226,22 +245,9 @@ def changing_steps(ctx: Context, p: ResetPlan, result: ResetResult) -> list[Step
         for db in p.databases:
             ctx.engine(db).drop_everything()
 
-    def regenerate() -> None:
-        for f in p.folders:
-            delete_migration_modules(project.root, f.path)
-        faults.point("reset.during-regenerate")
-        _check(manage(project, "makemigrations", "--noinput", *[f.app for f in p.folders]), "makemigrations")
-        faults.point("reset.after-makemigrations")
-        result.carried_file = carry.write(project.root, p.folders, result.carried)
-        faults.point("reset.after-carry-write")
-        for f in p.folders:
-            result.migrations[f.app] = sorted(
-                x.name for x in (project.root / f.path).glob("*.py") if x.name != "__init__.py"
-            )
-
     return [
         Step("drop database objects", drop),
-        Step("regenerate migrations", regenerate),
+        Step("regenerate migrations", lambda: regenerate(ctx, p, result)),
         Step(
             "migrate",
             lambda: [
@@ -345,9 +351,10 @@ def run(
     return result
 
 
-def verify(ctx: Context, p: ResetPlan) -> list[str]:
+def verify(ctx: Context, p: ResetPlan, prove_history: bool = True) -> list[str]:
     """check passes; no model changes; no unapplied migrations; history rows == files; every model table exists;
-    the fresh history builds an empty database with the same schema. Returns what could not be proved."""
+    the fresh history builds an empty database with the same schema (unless ``prove_history`` is False: the
+    caller proved it already). Returns what could not be proved."""
     project = ctx.project
     _check(manage(project, "check"), "manage.py check")
     out = manage(project, "makemigrations", "--check", "--dry-run")
@@ -364,8 +371,8 @@ def verify(ctx: Context, p: ResetPlan) -> list[str]:
             problems.append(f"tables missing: {', '.join(state['missing_tables'][:5])}")
         if problems:
             raise StepFailed(f"database {db.alias!r}: " + "; ".join(problems))
-    notes = []
-    for db in p.databases:
+    notes: list[str] = []
+    for db in p.databases if prove_history else []:
         try:
             note = prove(ctx, db)
         except HistoryError as e:
@@ -400,11 +407,8 @@ def rollback_to_safety(ctx: Context, journal: dict) -> None:
     rb.run(ctx, rb.plan(ctx, snap, safety=False, aliases=journal["databases"]), outer=journal)
 
 
-def _fail(
-    ctx: Context, p: ResetPlan, opts: ResetOptions, step_no: int, exc: BaseException, journal: dict | None
-) -> DbsnapError:
-    """Roll back to the safety snapshot (unless disabled) and describe what happened."""
-    where = f"[{step_no}/{len(STEPS)}] {STEPS[step_no - 1]}" if step_no else "after the safety snapshot"
+def failure_text(exc: BaseException) -> tuple[str, str]:
+    """Why a step failed, in words, and the child's output when it was a manage.py step's."""
     if isinstance(exc, KeyboardInterrupt):
         why = f"interrupted by {procs.signal_name(exc)}"
     elif isinstance(exc, DbsnapError):
@@ -413,7 +417,15 @@ def _fail(
         why = os_error_text(exc)
     else:
         why = str(exc) or type(exc).__name__
-    output = exc.output if isinstance(exc, StepFailed) else ""
+    return why, exc.output if isinstance(exc, StepFailed) else ""
+
+
+def _fail(
+    ctx: Context, p: ResetPlan, opts: ResetOptions, step_no: int, exc: BaseException, journal: dict | None
+) -> DbsnapError:
+    """Roll back to the safety snapshot (unless disabled) and describe what happened."""
+    where = f"[{step_no}/{len(STEPS)}] {STEPS[step_no - 1]}" if step_no else "after the safety snapshot"
+    why, output = failure_text(exc)
     stopped = procs.exit_code(exc) if isinstance(exc, KeyboardInterrupt) else 0  # a signal's exit code
     if journal is None:  # the journal could not even be written: nothing after the snapshot was done
         state = f"nothing was changed; the safety snapshot {p.safety_name} was kept"

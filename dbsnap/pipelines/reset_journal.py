@@ -27,6 +27,7 @@ def begin(
     folders: list[list[str]],
     after: list[list[str]],
     auto_rollback: bool,
+    extra: dict | None = None,
 ) -> dict:
     """Record a reset whose safety snapshot is committed and whose ``steps`` ((name, rerunnable), in order) are
     about to be taken; ``numbering`` is the full step list the user sees as ``[i/n]``."""
@@ -44,6 +45,7 @@ def begin(
         "auto_rollback": auto_rollback,
         "pid": os.getpid(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),  # a variant's own facts (keep-data: its mode and folder backups), in the first write
     }
     store.write_journal(journal)
     return journal

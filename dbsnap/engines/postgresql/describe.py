@@ -8,11 +8,12 @@ import secrets
 
 import psycopg
 
+from ... import faults
 from ...errors import ExternalError
 from ...schema import Column, Prerequisite, Schema, Table
 from ..base import first_line
 from .create import create_like, db_props
-from .statements import PREREQUISITES_SQL, SCHEMA_SQL
+from .statements import OBJECT_DEFINITIONS_SQL, PREREQUISITES_SQL, SCHEMA_SQL
 
 
 class SchemaMixin:
@@ -34,12 +35,16 @@ class SchemaMixin:
                 ) from e
         for (name,) in q["tables"]:
             schema.tables[name] = Table()
-        for table, col, ctype, nullable, default, ident, coll in q["columns"]:
+        for table, col, ctype, nullable, default, ident, coll, owns_seq in q["columns"]:
+            if owns_seq and not ident and (default or "").startswith("nextval("):
+                # A serial column: its default names its sequence, and names do not count (a renamed table
+                # keeps the old sequence name); what counts is that the column counts by itself.
+                default, ident = None, "serial"
             schema.tables[table].columns[col] = Column(ctype, nullable, default, ident, coll)
         for table, definition in q["constraints"]:
-            schema.tables[table].constraints.add(definition)
+            schema.tables[table].constraints[definition] += 1
         for table, definition in q["indexes"]:
-            schema.tables[table].indexes.add(definition)
+            schema.tables[table].indexes[definition] += 1
         schema.sequences = {r[0] for r in q["sequences"]}
         extras: dict[str, dict[str, str]] = {}
         for kind, name, definition in q["views"]:
@@ -53,6 +58,33 @@ class SchemaMixin:
             extras.setdefault(kind, {})[name] = ", ".join(f"{k}={v}" for k, v in sorted(facts.items()))
         schema.extras = extras
         return schema
+
+    def object_definitions(self) -> list[tuple[str, str, str, str]]:
+        with self.connect() as conn:
+            try:
+                return [tuple(r) for r in conn.execute(OBJECT_DEFINITIONS_SQL)]
+            except psycopg.Error as e:
+                raise ExternalError(f"reading the definitions of {self.db.name!r} failed: {first_line(e)}") from e
+
+    def replace_migration_rows(self, apps: list[str], rows: list[tuple[str, str]]) -> None:
+        """One transaction (``psycopg``'s block commits at its end, rolls back on any error; a killed client's
+        open transaction is rolled back by the server)."""
+        outside = sorted({a for a, _ in rows} - set(apps))
+        if outside:
+            raise ValueError(f"rows of apps not being replaced: {outside}")
+        try:
+            with self.connect(autocommit=False) as conn:
+                conn.execute("DELETE FROM django_migrations WHERE app = ANY(%s)", (list(apps),))
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, now())",
+                        [(a, n) for a, n in rows],
+                    )
+                faults.point("keep-data.during-history-rewrite")  # inside the transaction, before COMMIT
+        except psycopg.Error as e:
+            raise ExternalError(
+                f"rewriting django_migrations of {self.db.name!r} failed (nothing was changed): {first_line(e)}"
+            ) from e
 
     def can_create_scratch(self) -> bool:
         return self.restore_mode() == "swap"

@@ -145,7 +145,10 @@ SCHEMA_SQL = {
     "columns": f"""
 SELECT {_REL_NAME}, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
        pg_get_expr(d.adbin, d.adrelid), a.attidentity::text || a.attgenerated::text,
-       CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation THEN co.collname::text ELSE '' END
+       CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation THEN co.collname::text ELSE '' END,
+       EXISTS (SELECT 1 FROM pg_depend dp JOIN pg_class s ON s.oid = dp.objid AND s.relkind = 'S'
+                WHERE dp.classid = 'pg_class'::regclass AND dp.refobjid = a.attrelid AND dp.refobjsubid = a.attnum
+                  AND dp.deptype = 'a')
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type ty ON ty.oid = a.atttypid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   LEFT JOIN pg_collation co ON co.oid = a.attcollation
@@ -182,3 +185,33 @@ SELECT p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)) FROM pg_proc p
 SELECT {_REL_NAME} || '.' || t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
  WHERE NOT t.tgisinternal AND {_USER_REL}""",
 }
+
+# What --carry-sql writes into the generated RunSQL migration: the functions, views and triggers that
+# describe_schema lists under extras (same names), with the statements that create and drop them, in an order
+# they can be created in (functions before the views and triggers that use them; each kind by creation order).
+_OWN_PROC = r"""
+  p.prokind IN ('f', 'p') AND p.pronamespace NOT IN (SELECT oid FROM pg_namespace
+                                  WHERE nspname IN ('information_schema', 'pg_catalog') OR nspname LIKE 'pg\_%')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass AND x.objid = p.oid
+                   AND x.deptype = 'e')"""
+
+OBJECT_DEFINITIONS_SQL = f"""
+SELECT kind, name, create_sql, drop_sql FROM (
+  SELECT 1 AS ord, p.oid::bigint AS o, 'function' AS kind, p.oid::regprocedure::text AS name,
+         pg_get_functiondef(p.oid) AS create_sql,
+         format('DROP %s IF EXISTS %s', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                p.oid::regprocedure) AS drop_sql
+    FROM pg_proc p WHERE {_OWN_PROC}
+  UNION ALL
+  SELECT 2, c.oid::bigint, CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, {_REL_NAME},
+         format('CREATE %s %s AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                c.oid::regclass, pg_get_viewdef(c.oid)),
+         format('DROP %s IF EXISTS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                c.oid::regclass)
+    FROM pg_class c WHERE c.relkind IN ('v', 'm') AND {_USER_REL}
+  UNION ALL
+  SELECT 3, t.oid::bigint, 'trigger', {_REL_NAME} || '.' || t.tgname, pg_get_triggerdef(t.oid),
+         format('DROP TRIGGER IF EXISTS %I ON %s', t.tgname, c.oid::regclass)
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND {_USER_REL}
+) x ORDER BY ord, o
+"""

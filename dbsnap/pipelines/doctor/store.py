@@ -150,7 +150,8 @@ def check_journal(ctx: Context) -> Check:
         return Check("journal", OK, "no unfinished rollback")
     phase = journal.get("phase", "?")
     if journal.get("kind") == "reset":
-        what = f"reset (safety snapshot {journal.get('safety_snapshot', '?')}, pid {journal.get('pid', '?')}, since "
+        kind = "reset --keep-data" if journal.get("mode") == "keep-data" else "reset"
+        what = f"{kind} (safety snapshot {journal.get('safety_snapshot', '?')}, pid {journal.get('pid', '?')}, since "
         what += f"{journal.get('started', '?')}, stopped {where(journal)})"
         phase = "finishing" if finishable(journal) else "?"
     else:
@@ -161,6 +162,8 @@ def check_journal(ctx: Context) -> Check:
     outcome = "finishes" if phase in FORWARD_PHASES else "finishes or undoes"
     if journal.get("kind") == "reset":
         outcome = "finishes" if phase == "finishing" else "rolls back"
+        if journal.get("mode") == "keep-data":  # finished when its rewrite committed, else its old history is back
+            outcome = "finishes or undoes"
     return Check(
         "journal",
         WARN,
