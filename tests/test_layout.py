@@ -40,6 +40,7 @@ LAYERS = {
 CONFINED = {
     "django": ("dbsnap.project.child",),  # scripts run in the project's interpreter, never imported by dbsnap
     "psycopg": ("dbsnap.engines.postgresql",),
+    "MySQLdb": ("dbsnap.engines.mysql",),
     "click": ("dbsnap.cli",),
     "zstandard": ("dbsnap.store.archive",),
 }
@@ -138,7 +139,7 @@ def test_outside_libraries_stay_in_their_wing(library: str) -> None:
 def test_importing_dbsnap_does_not_load_django_or_psycopg() -> None:
     code = (
         "import sys, dbsnap.api, dbsnap.cli\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'psycopg'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'psycopg', 'MySQLdb'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
