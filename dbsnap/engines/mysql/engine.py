@@ -33,11 +33,12 @@ from .connection import (
     qi,
 )
 from .describe import SchemaMixin
+from .grants import GrantsMixin
 from .restore import RestoreMixin
 from .sessions import SessionsMixin
 
 
-class MySQLEngine(ConnectionMixin, SchemaMixin, RestoreMixin, SessionsMixin, Engine):
+class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, SessionsMixin, Engine):
     kind = "mysql"
     payload_suffix = ".sql.zst"
 
