@@ -48,6 +48,15 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
         _, server = self.server_version()
         tools = ("client",) if for_restore else ("dump",)
         versions = {self.tool(t)[0][-1].rsplit("/", 1)[-1]: self.tool(t)[1] for t in tools}
+        if for_restore:
+            # Refused here, before the safety snapshot: the swap restore has no fallback on MySQL.
+            scratch = self.privilege_facts()["scratch"]
+            if not {"CREATE", "ALL PRIVILEGES"} & scratch:
+                raise ExternalError(
+                    f"role {self.db.user or '(default user)'} may not create dbsnap's scratch schemas beside "
+                    f"{self.db.name!r} (the swap restore needs them); nothing was changed",
+                    hint=self.grant_hint(),
+                )
         return {"server_version": server, "client_version": versions}
 
     def tables(self, conn: MySQLdb.Connection, schema: str, types: tuple[str, ...] = DATA_TYPES) -> list[str]:
