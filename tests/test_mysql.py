@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -307,3 +308,51 @@ def test_example_project_migrates_from_nothing_on_mysql(mysql_server, tmp_path: 
         p.ok("rollback", "first", "--yes")
         assert time.monotonic() - started < 60
         assert p.fingerprint() == fp
+
+
+def test_save_under_concurrent_writes_records_the_counts_of_its_dump(mysql_shop: Project) -> None:
+    """The row counts in the manifest are those of the dump itself, however busy the application is: verify
+    --deep restores the dump and compares them."""
+    p = with_programs(mysql_shop)
+    stop = threading.Event()
+    written = []
+
+    def writer() -> None:
+        c = my_admin(p.my_name)
+        try:
+            while not stop.is_set():
+                c.cursor().execute("INSERT INTO gadget (name) VALUES (%s)", (f"w{len(written)}",))
+                written.append(1)
+        finally:
+            c.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(0.2)
+        for name in ("busy1", "busy2"):
+            p.ok("save", name)
+    finally:
+        stop.set()
+        t.join()
+    assert len(written) > 50  # the writer really ran during the saves
+    res = p.ok("verify", "busy1", "busy2", "--deep")
+    assert res.stdout.count("(deep)") == 2
+    tables = [json.loads((p.store / n / "manifest.json").read_text())["databases"]["default"]["tables"] for n in
+              ("busy1", "busy2")]  # fmt: skip
+    assert tables[0]["gadget"] < tables[1]["gadget"] and tables[0]["gadget_log"] == tables[0]["gadget"]
+
+
+def test_a_session_holding_a_lock_is_named_after_the_bound(mysql_shop: Project) -> None:
+    p = mysql_shop
+    holder = my_admin(p.my_name)
+    try:
+        holder.cursor().execute("LOCK TABLES orders_order WRITE")
+        started = time.monotonic()
+        res = p.dbsnap("save", "x", env={"DBSNAP_DB_LOCK_TIMEOUT": "1"})
+        line = one_error_line(res, 5, "gave up after 1 s (db-lock-timeout)", "nothing was changed")
+        assert f"id {holder.thread_id()} " in line
+        assert time.monotonic() - started < 20
+    finally:
+        holder.close()
+    assert not (p.store / "x").exists()

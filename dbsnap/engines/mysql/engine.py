@@ -13,6 +13,7 @@ import contextlib
 import secrets
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import MySQLdb
@@ -152,9 +153,16 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                 t = threading.Thread(target=pump, name="dbsnap-compress", daemon=True)
                 t.start()
                 try:
-                    while not started.wait(0.2):
+                    # Writers wait while the lock is held: bounded like dbsnap's own statements.
+                    deadline = time.monotonic() + max(1.0, self.bounds.db_lock_timeout)
+                    while not started.wait(0.05):
                         if proc.poll() is not None:
                             break
+                        if time.monotonic() > deadline:
+                            raise ExternalError(
+                                f"reading {schema!r}: the dump tool did not start within "
+                                f"{self.bounds.db_lock_timeout:g} s (db-lock-timeout); nothing was saved"
+                            )
                     with contextlib.suppress(MySQLdb.Error):
                         self.q(lock_conn, "UNLOCK TABLES")
                     faults.point("mysql.dump-unlocked")
