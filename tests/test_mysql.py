@@ -146,13 +146,13 @@ def test_kill_at_every_point_of_the_swap_is_wholly_old_or_new(mysql_shop: Projec
 
 @pytest.mark.sweep
 def test_kill_during_undo_is_undone_by_the_next_command(mysql_shop: Project) -> None:
-    """A rollback whose verification fails is undone; a kill inside that undo is undone again next time."""
+    """A rollback that fails right after its swap is undone; a kill inside that undo is undone again next time."""
     p = with_programs(mysql_shop)
     p.ok("save", "base")
     change_everything(p)
     old, old_files = p.fingerprint(), p.migration_files()
     res = p.dbsnap(
-        "rollback", "base", "--yes", env={"DBSNAP_FAULT": "rollback.during-file-swap:raise,mysql.after-unrename:kill"}
+        "rollback", "base", "--yes", env={"DBSNAP_FAULT": "rollback.after-db-swap:raise,mysql.after-unrename:kill"}
     )
     assert res.returncode == -9, res.stderr
     p.ok("list")
