@@ -13,6 +13,7 @@ DEFINER), and the session settings it was created under (``sql_mode``, ``charset
 
 from __future__ import annotations
 
+import json
 import re
 
 import MySQLdb
@@ -158,3 +159,41 @@ def _create(conn: MySQLdb.Connection, p: dict) -> None:
         cur.execute(p["sql"].encode(codec))
     finally:
         cur.execute("SET NAMES utf8mb4")
+
+
+# The programs of both sides of a swap are kept on the server, in this table of the old schema (dbsnap's own),
+# never in the journal file: recovery creates them again, and SQL read back from a file on disk is not executed.
+STORE_TABLE = "dbsnap_programs"
+
+
+def save(conn: MySQLdb.Connection, schema: str, sides: dict[str, list[dict]]) -> None:
+    """Write ``sides`` ({"old": [...], "new": [...]}) into ``schema``.dbsnap_programs, replacing it, in one
+    transaction."""
+    cur = conn.cursor()
+    table = f"{qi(schema)}.{qi(STORE_TABLE)}"
+    cur.execute(
+        f"CREATE TABLE IF NOT EXISTS {table} (side VARCHAR(3) NOT NULL, seq INT NOT NULL, program LONGTEXT NOT NULL, "
+        "PRIMARY KEY (side, seq)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    )
+    conn.begin()
+    try:
+        cur.execute(f"DELETE FROM {table}")
+        rows = [(side, i, json.dumps(p)) for side, progs in sides.items() for i, p in enumerate(progs)]
+        if rows:
+            cur.executemany(f"INSERT INTO {table} (side, seq, program) VALUES (%s, %s, %s)", rows)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def load(conn: MySQLdb.Connection, schema: str, side: str) -> list[dict] | None:
+    """The programs of ``side`` kept in ``schema``; None when the table is not there."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (schema, STORE_TABLE)
+    )
+    if not cur.fetchall():
+        return None
+    cur.execute(f"SELECT program FROM {qi(schema)}.{qi(STORE_TABLE)} WHERE side = %s ORDER BY seq", (side,))
+    return [json.loads(r[0]) for r in cur.fetchall()]

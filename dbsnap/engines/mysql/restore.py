@@ -4,15 +4,16 @@ MySQL has no ``RENAME DATABASE``. The dump is restored into ``<live>_dbsnap_new_
 live table (and sequence) to ``<live>_dbsnap_old_<hex>`` and every restored one into the live schema in one
 ``RENAME TABLE`` statement, which both servers carry out atomically. The live schema itself, its character set and
 its grants stay. Views, triggers, routines and events do not move with their tables (:mod:`.programs`): before
-anything changes, both schemas' programs are read and recorded in the journal (``self.checkpoint``); triggers are
-dropped (they forbid the move), the tables renamed, and the snapshot's programs installed in the live schema.
+anything changes, both schemas' programs are read and kept on the server, in ``<old>.dbsnap_programs`` (the SQL
+is never written to the journal file, whose content is not trusted enough to be executed); triggers are dropped
+(they forbid the move), the tables renamed, and the snapshot's programs installed in the live schema.
 
-The journal state's ``swap`` says how far it went: ``none`` (live untouched), ``moving`` (programs recorded,
-triggers maybe dropped, rename maybe done), ``renamed``, ``done``. Whether the rename took effect is read from the
-server (:meth:`RestoreMixin.is_swapped`), never inferred from the journal alone, so a kill -9 at any instant is
-finished (programs installed again, idempotently) or undone (tables renamed back, the live programs reinstalled)
-by the next command. Where the role may not create the two schemas there is no other mode: the rollback refuses
-before anything is changed and says which grant it needs.
+The journal state (``self.checkpoint``) records the table lists and how far it went, ``swap``: ``none`` (live
+untouched), ``moving`` (programs kept, triggers maybe dropped, rename maybe done), ``renamed``, ``done``.
+Whether the rename took effect is read from the server (:meth:`RestoreMixin.is_swapped`), never inferred from the
+journal alone, so a kill -9 at any instant is finished (programs installed again, idempotently) or undone (tables
+renamed back, the live programs reinstalled) by the next command. Where the role may not create the two schemas
+there is no other mode: the rollback refuses before anything is changed and says which grant it needs.
 """
 
 from __future__ import annotations
@@ -109,22 +110,32 @@ class RestoreMixin:
                     raise
 
     def _snapshot_sides(self, conn: MySQLdb.Connection, state: dict) -> None:
-        """Record both schemas' tables and programs in the journal before the live schema is touched."""
+        """Record both schemas' tables (journal) and programs (old schema) before the live schema is touched."""
+        self._create(conn, state["old"])
         state["live_tables"] = self.tables(conn, state["live"], MOVED_TYPES)
         state["new_tables"] = self.tables(conn, state["scratch"], MOVED_TYPES)
-        state["old_programs"] = programs.read(conn, state["live"])
-        state["new_programs"] = programs.read(conn, state["scratch"])
+        sides = {"old": programs.read(conn, state["live"]), "new": programs.read(conn, state["scratch"])}
+        programs.save(conn, state["old"], sides)
         state["swap"] = "moving"
         self.checkpoint(state)
+
+    def _programs(self, conn: MySQLdb.Connection, state: dict, side: str) -> list[dict]:
+        got = programs.load(conn, state["old"], side)
+        if got is None:
+            raise RollbackError(
+                f"the views, triggers and routines of {state['live']!r} kept in {state['old']!r}."
+                f"{programs.STORE_TABLE} are gone; tables are consistent, those objects are not",
+                hint="roll back to the safety snapshot to bring them back",
+            )
+        return got
 
     def swap_in(self, state: dict) -> dict:
         conn = self.connect(None)
         try:
-            if "new_programs" not in state:
+            if state.get("swap", "none") == "none":
                 self._snapshot_sides(conn, state)
             faults.point("mysql.before-drop-triggers")
             if not self.is_swapped(state):
-                self._create(conn, state["old"])
                 programs.drop_all(conn, state["live"], ("trigger",))
                 programs.drop_all(conn, state["scratch"], ("trigger",))
                 faults.point("mysql.before-rename")
@@ -134,7 +145,7 @@ class RestoreMixin:
             faults.point("mysql.after-rename")
             state["swap"] = "renamed"
             self.checkpoint(state)
-            programs.install(conn, state["live"], state["new_programs"])
+            programs.install(conn, state["live"], self._programs(conn, state, "new"))
             faults.point("mysql.after-programs")
             state["swap"] = "done"
             self.checkpoint(state)
@@ -166,12 +177,13 @@ class RestoreMixin:
             return
         conn = self.connect(None)
         try:
+            old = self._programs(conn, state, "old")
             programs.drop_all(conn, state["live"], ("trigger",))
             moves = [(state["live"], state["scratch"], t) for t in state["new_tables"]]
             moves += [(state["old"], state["live"], t) for t in state["live_tables"]]
             self._rename(conn, moves)
             faults.point("mysql.after-unrename")
-            programs.install(conn, state["live"], state["old_programs"])
+            programs.install(conn, state["live"], old)
             state["swap"] = "none"
             self.checkpoint(state)
         except MySQLdb.Error as e:
@@ -185,7 +197,7 @@ class RestoreMixin:
         if state.get("swap") != "done":
             conn = self.connect(None)
             try:
-                programs.install(conn, state["live"], state.get("new_programs", []))
+                programs.install(conn, state["live"], self._programs(conn, state, "new"))
             finally:
                 conn.close()
             state["swap"] = "done"
@@ -198,11 +210,11 @@ class RestoreMixin:
         first otherwise), then drop the scratch schema, and the old one if it holds no table."""
         conn = self.connect(None)
         try:
-            if state.get("swap", "none") != "none" and "old_programs" in state:
-                programs.install(conn, state["live"], state["old_programs"])
+            if state.get("swap", "none") != "none":
+                programs.install(conn, state["live"], self._programs(conn, state, "old"))
                 state["swap"] = "none"
                 self.checkpoint(state)
-            left = self.tables(conn, state["old"], MOVED_TYPES)
+            left = [t for t in self.tables(conn, state["old"], MOVED_TYPES) if t != programs.STORE_TABLE]
         finally:
             conn.close()
         self.drop_schema(state["scratch"])
