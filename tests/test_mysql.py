@@ -160,7 +160,7 @@ def test_kill_during_undo_is_undone_by_the_next_command(mysql_shop: Project) -> 
     assert leftovers(p) == []
 
 
-def test_reset_and_a_migrate_failing_halfway_bring_back_the_exact_state(mysql_shop: Project) -> None:
+def test_a_reset_whose_migrate_fails_halfway_brings_back_the_exact_state(mysql_shop: Project) -> None:
     p = with_programs(mysql_shop)
     before = (p.fingerprint(), p.migration_files())
     models = p.root / "orders" / "models.py"
@@ -174,11 +174,16 @@ def test_reset_and_a_migrate_failing_halfway_bring_back_the_exact_state(mysql_sh
     res = p.dbsnap("reset", "--yes")
     assert res.returncode == 7, res.stderr
     assert "reset failed at [5/7] migrate" in res.stderr
+    assert "Incorrect table name 'voucher_" in res.stderr  # the server's refusal, after the other apps' tables
     assert "rolled back to the safety snapshot pre-reset-" in res.stderr
     assert (p.fingerprint(), p.migration_files()) == before
     assert leftovers(p) == []
 
-    models.write_text(models.read_text().split("\n\nclass Voucher")[0] + "\n")
+
+@pytest.mark.slow
+def test_reset_on_the_example_project(mysql_shop: Project) -> None:
+    p = with_programs(mysql_shop)
+    before = (p.fingerprint(), p.migration_files())
     res = p.ok("reset", "--yes")
     assert "[7/7] verify ... done (" in res.stderr
     rows = set(p.sql("SELECT app, name FROM django_migrations WHERE app IN ('accounts', 'catalog', 'orders')"))
@@ -187,6 +192,9 @@ def test_reset_and_a_migrate_failing_halfway_bring_back_the_exact_state(mysql_sh
                  "TABLE_NAME IN ('gadget', 'gadget_log')") == [(0,)]  # fmt: skip
     assert p.sql("SELECT count(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()") == [(0,)]
     assert leftovers(p) == []
+    [safety] = [s["name"] for s in json.loads(p.ok("list", "--json").stdout) if s["origin"] == "pre-reset"]
+    p.ok("rollback", safety, "--yes")
+    assert (p.fingerprint(), p.migration_files()) == before
 
 
 # -- bad input: one line and an exit code each, nothing changed ------------------------------------------------
@@ -330,17 +338,15 @@ def test_save_under_concurrent_writes_records_the_counts_of_its_dump(mysql_shop:
     t.start()
     try:
         time.sleep(0.2)
-        for name in ("busy1", "busy2"):
-            p.ok("save", name)
+        p.ok("save", "busy")
+        done = len(written)
     finally:
         stop.set()
         t.join()
-    assert len(written) > 50  # the writer really ran during the saves
-    res = p.ok("verify", "busy1", "busy2", "--deep")
-    assert res.stdout.count("(deep)") == 2
-    tables = [json.loads((p.store / n / "manifest.json").read_text())["databases"]["default"]["tables"] for n in
-              ("busy1", "busy2")]  # fmt: skip
-    assert tables[0]["gadget"] < tables[1]["gadget"] and tables[0]["gadget_log"] == tables[0]["gadget"]
+    assert done > 20  # the writer really ran during the save
+    assert "ok      busy (deep)" in p.ok("verify", "busy", "--deep").stdout
+    tables = json.loads((p.store / "busy" / "manifest.json").read_text())["databases"]["default"]["tables"]
+    assert 2 < tables["gadget"] == tables["gadget_log"] < 2 + len(written)  # the trigger's rows with their own
 
 
 def test_a_session_holding_a_lock_is_named_after_the_bound(mysql_shop: Project) -> None:
