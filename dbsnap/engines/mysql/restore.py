@@ -47,8 +47,8 @@ class RestoreMixin:
 
     def grant_hint(self) -> str:
         return (
-            f"GRANT ALL ON {derived_pattern(self.db.name)}.* TO {self.db.user or 'your role'} (dbsnap's scratch "
-            "schemas; the swap restore needs them)"
+            f"GRANT ALL ON {derived_pattern(self.db.name)}.* TO '{self.db.user or 'your role'}'@'<its host>' "
+            "(dbsnap's scratch schemas; the swap restore needs them)"
         )
 
     def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
