@@ -161,16 +161,21 @@ def _create(conn: MySQLdb.Connection, p: dict) -> None:
         cur.execute("SET NAMES utf8mb4")
 
 
-# The programs of both sides of a swap are kept on the server, in this table of the old schema (dbsnap's own),
-# never in the journal file: recovery creates them again, and SQL read back from a file on disk is not executed.
-STORE_TABLE = "dbsnap_programs"
+# The programs of both sides of a swap are kept on the server, in a table of the old schema (dbsnap's own) named
+# with the swap's token (so no live table moved there can clash), never in the journal file: recovery creates them
+# again, and SQL read back from a file on disk is not executed.
+STORE_PREFIX = "dbsnap_programs_"
+
+
+def store_table(old_schema: str) -> str:
+    return STORE_PREFIX + old_schema.rsplit("_", 1)[-1]
 
 
 def save(conn: MySQLdb.Connection, schema: str, sides: dict[str, list[dict]]) -> None:
-    """Write ``sides`` ({"old": [...], "new": [...]}) into ``schema``.dbsnap_programs, replacing it, in one
-    transaction."""
+    """Write ``sides`` ({"old": [...], "new": [...]}) into the old schema ``schema``'s program table, replacing
+    it, in one transaction."""
     cur = conn.cursor()
-    table = f"{qi(schema)}.{qi(STORE_TABLE)}"
+    table = f"{qi(schema)}.{qi(store_table(schema))}"
     cur.execute(
         f"CREATE TABLE IF NOT EXISTS {table} (side VARCHAR(3) NOT NULL, seq INT NOT NULL, program LONGTEXT NOT NULL, "
         "PRIMARY KEY (side, seq)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
@@ -190,10 +195,9 @@ def save(conn: MySQLdb.Connection, schema: str, sides: dict[str, list[dict]]) ->
 def load(conn: MySQLdb.Connection, schema: str, side: str) -> list[dict] | None:
     """The programs of ``side`` kept in ``schema``; None when the table is not there."""
     cur = conn.cursor()
-    cur.execute(
-        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (schema, STORE_TABLE)
-    )
+    table = store_table(schema)
+    cur.execute("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (schema, table))
     if not cur.fetchall():
         return None
-    cur.execute(f"SELECT program FROM {qi(schema)}.{qi(STORE_TABLE)} WHERE side = %s ORDER BY seq", (side,))
+    cur.execute(f"SELECT program FROM {qi(schema)}.{qi(table)} WHERE side = %s ORDER BY seq", (side,))
     return [json.loads(r[0]) for r in cur.fetchall()]

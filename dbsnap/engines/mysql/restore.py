@@ -4,7 +4,7 @@ MySQL has no ``RENAME DATABASE``. The dump is restored into ``<live>_dbsnap_new_
 live table (and sequence) to ``<live>_dbsnap_old_<hex>`` and every restored one into the live schema in one
 ``RENAME TABLE`` statement, which both servers carry out atomically. The live schema itself, its character set and
 its grants stay. Views, triggers, routines and events do not move with their tables (:mod:`.programs`): before
-anything changes, both schemas' programs are read and kept on the server, in ``<old>.dbsnap_programs`` (the SQL
+anything changes, both schemas' programs are read and kept on the server, in ``<old>.dbsnap_programs_<hex>`` (the SQL
 is never written to the journal file, whose content is not trusted enough to be executed); triggers are dropped
 (they forbid the move), the tables renamed, and the snapshot's programs installed in the live schema.
 
@@ -124,7 +124,7 @@ class RestoreMixin:
         if got is None:
             raise RollbackError(
                 f"the views, triggers and routines of {state['live']!r} kept in {state['old']!r}."
-                f"{programs.STORE_TABLE} are gone; tables are consistent, those objects are not",
+                f"{programs.store_table(state['old'])} are gone; tables are consistent, those objects are not",
                 hint="roll back to the safety snapshot to bring them back",
             )
         return got
@@ -214,7 +214,7 @@ class RestoreMixin:
                 programs.install(conn, state["live"], self._programs(conn, state, "old"))
                 state["swap"] = "none"
                 self.checkpoint(state)
-            left = [t for t in self.tables(conn, state["old"], MOVED_TYPES) if t != programs.STORE_TABLE]
+            left = [t for t in self.tables(conn, state["old"], MOVED_TYPES) if t != programs.store_table(state["old"])]
         finally:
             conn.close()
         self.drop_schema(state["scratch"])
