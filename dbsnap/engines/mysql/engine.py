@@ -21,7 +21,7 @@ import MySQLdb
 from ... import faults, procs
 from ...errors import ExternalError, IntegrityError
 from ...store.archive import compress_chunks, read_chunks
-from ..base import DumpResult, Engine, Progress, read_tail, stderr_file
+from ..base import DumpResult, Engine, Progress, feed, read_tail, stderr_file
 from . import programs
 from .connection import (
     DATA_TYPES,
@@ -206,27 +206,10 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
 
     def feed(self, schema: str, payload: Path, progress: Progress | None, what: str) -> None:
         """Stream the decompressed payload into the client tool, into ``schema``; ExternalError if it fails."""
-        from ...store.archive import decompressed_chunks
-
         cmd, _ = self.tool("client")
-        with self.option_file() as opt, stderr_file() as err:
+        with self.option_file() as opt:
             argv = [*cmd, f"--defaults-extra-file={opt}", "--default-character-set=utf8mb4", "--binary-mode"]
-            argv += ["--max-allowed-packet=1G", schema]
-            proc = procs.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=self.env)
-            assert proc.stdin is not None
-            try:
-                try:
-                    for chunk in decompressed_chunks(payload, progress):
-                        proc.stdin.write(chunk)
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass  # the tool stopped reading: its exit code and stderr say why
-                rc = proc.wait()
-            except BaseException:
-                procs.kill(proc)
-                raise
-            if rc != 0:
-                raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
+            feed([*argv, "--max-allowed-packet=1G", schema], payload, progress, self.env, what)
 
     def drop_schema(self, name: str) -> None:
         """DROP DATABASE IF EXISTS for a schema dbsnap made (never the live one)."""
