@@ -97,6 +97,9 @@ def test_round_trip_is_exact_and_ends_other_sessions(mysql_shop: Project) -> Non
     assert p.sql("SELECT twice(21), count(*) FROM gadget_log") == [(42, 3)]
     assert p.ok("verify", "base", "--deep").returncode == 0
     assert "in sync" in p.ok("status").stdout
+    [safety] = [s["name"] for s in json.loads(p.ok("list", "--json").stdout) if s["origin"] == "pre-rollback"]
+    diff = json.loads(p.ok("diff", "base", safety, "--json").stdout)
+    assert "later" in json.dumps(diff)  # the table made after the snapshot, kept in the safety snapshot
 
 
 def test_kill_after_rename_is_undone_by_the_next_command(mysql_shop: Project) -> None:
