@@ -154,6 +154,7 @@ class Ctx:
     prefix: str
     dbsnap: str
     python: str
+    my: object = None  # mysql.MY when the run includes MySQL
 
     def db_name(self, label: str, suffix: str = "") -> str:
         # At most 40 characters, so dbsnap's scratch databases (name[:40] + "_dbsnap_new_...") keep the prefix

@@ -26,7 +26,7 @@ from contenders import Contender
 from measure import SAMPLE_INTERVAL, SAMPLER
 
 TIMES = "\u00d7"  # the multiplication sign of the ratios
-ENGINE = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+ENGINE = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL/MariaDB"}
 
 
 def ratio_text(r: float | None, target: float | None = None, digits: int = 2) -> str:
@@ -94,6 +94,8 @@ def pairs_for(rows: dict[str, dict]) -> list[dict]:
         ("pg-rollback-dbsnap", "pg-rollback-raw-jn", None, None),
         ("pg-clone-dbsnap", "pg-clone-template", 1.20, None),
         ("sqlite-save-dbsnap", "sqlite-save-raw", None, None),
+        ("my-save-dbsnap", "my-save-raw", TARGET_SAVE_TIME, TARGET_SAVE_SIZE),
+        ("my-rollback-dbsnap", "my-rollback-raw", TARGET_ROLLBACK_TIME, None),
         ("sqlite-rollback-dbsnap", "sqlite-rollback-raw", None, None),
     ]
     out = []
@@ -151,6 +153,8 @@ def machine_info(ctx: Ctx) -> dict:
         "postgresql_server": ctx.pg.server_version if "pg" in ctx.args.engines else None,
         "pg_dump": first_line([ctx.pg.pg_dump, "--version"]) if "pg" in ctx.args.engines else None,
         "pg_restore": first_line([ctx.pg.pg_restore, "--version"]) if "pg" in ctx.args.engines else None,
+        "mysql_server": ctx.my.server_version if "mysql" in ctx.args.engines else None,
+        "mysql_dump": first_line([ctx.my.dump, "--version"]) if "mysql" in ctx.args.engines else None,
         "zstd": "zstd " + re.sub(r".*\b(v[\d.]+).*", r"\1", first_line(["zstd", "--version"])),
         "sqlite3": first_line(["sqlite3", "--version"]).split(" 20")[0],
         "python": platform.python_version(),
@@ -172,7 +176,7 @@ def render(meta: dict, sizes: list[dict]) -> str:
         f"- machine: `{meta['host']}`, {meta['nproc']} CPUs ({meta['cpu'] or '?'}), {gib:.1f} GiB RAM, "
         f"Linux {meta['kernel']}; load average at start {meta['loadavg_start'][0]}, at end {meta['loadavg_end'][0]}",
         f"- PostgreSQL server {meta['postgresql_server'] or '—'}; {meta['pg_dump'] or ''}; {meta['zstd']}; "
-        f"sqlite3 {meta['sqlite3']}",
+        f"sqlite3 {meta['sqlite3']}" + (f"; MySQL server {meta['mysql_server']}" if meta.get("mysql_server") else ""),
         f"- {meta['dbsnap']} at {meta['dbsnap_commit']}; Python {meta['python']}, zstandard {meta['python_zstandard']}",
         f"- {meta['repeat']} runs per contender, alternated; median wall time; peak RSS = max over runs of the "
         f"whole process tree ({meta['rss_sampler']}, every {SAMPLE_INTERVAL * 1000:.0f} ms); MB = MiB",

@@ -51,6 +51,7 @@ from common import (
 from contenders import Group, pg_groups, run_group, sqlite_groups
 from databases import Built, build_pg, build_sqlite, compile_bytecode
 from measure import tail
+from mysql import MY, build_mysql, drop_all, mysql_groups
 from report import machine_info, pairs_for, render, row
 
 
@@ -71,6 +72,11 @@ def bench_size(ctx: Ctx, target: int) -> dict:
         result["built"]["sqlite"] = sq.as_dict()
         groups += sqlite_groups(ctx, label, sq)
         built.append(sq)
+    if "mysql" in ctx.args.engines:
+        my_built = build_mysql(ctx, label, target)
+        result["built"]["mysql"] = my_built.as_dict()
+        groups += mysql_groups(ctx, label, my_built)
+        built.append(my_built)
     for b in built:
         compile_bytecode(ctx.python, b.project)
     for g in groups:
@@ -100,6 +106,8 @@ def cleanup(ctx: Ctx, keep: bool, label: str | None = None) -> None:
                     ctx.pg.drop(name)
         except BenchError as e:
             log(f"cleanup: {e}")
+    if "mysql" in ctx.args.engines:
+        drop_all(ctx.my, prefix)
     shutil.rmtree(ctx.tmp / label if label else ctx.tmp, ignore_errors=True)
 
 
@@ -110,11 +118,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="JSON output (default bench/results/<UTC timestamp>.json; .md beside it)")
     p.add_argument("--keep", action="store_true", help="keep the databases and the temporary folder")
     p.add_argument("--quick", action="store_true", help="tiny smoke run: one ~20 MB size")
-    p.add_argument("--engines", default="pg,sqlite", help="pg,sqlite (default both)")
+    p.add_argument("--engines", default="pg,sqlite,mysql", help="pg,sqlite,mysql (default all three)")
     p.add_argument("--seed-share", type=float, default=0.5, help="share of the size from `seed` (default 0.5)")
     p.add_argument("--pg-host", default="127.0.0.1")
     p.add_argument("--pg-port", default="5432")
     p.add_argument("--pg-user", default="postgres", help="needs CREATEDB; password from $PGPASSWORD")
+    p.add_argument("--my-host", default="127.0.0.1")
+    p.add_argument("--my-port", default="3306")
+    p.add_argument("--my-user", default="root", help="MySQL/MariaDB role that may create schemas (no password)")
     p.add_argument("--dbsnap", help="dbsnap command (default: .venv/bin/dbsnap, else dbsnap on PATH)")
     p.add_argument("--python", help="interpreter with Django for manage.py (default: .venv/bin/python, else this one)")
     p.add_argument("--tmp", type=Path, help="parent folder for the temporary files (default: the system's)")
@@ -133,8 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 <= args.seed_share <= 1:
         p.error("--seed-share must be between 0 and 1")
     args.engines = {e.strip() for e in args.engines.split(",") if e.strip()}
-    if not args.engines or args.engines - {"pg", "sqlite"}:
-        p.error("--engines takes pg, sqlite or both")
+    if not args.engines or args.engines - {"pg", "sqlite", "mysql"}:
+        p.error("--engines takes pg, sqlite, mysql or a comma-separated list of them")
     return args
 
 
@@ -159,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="dbsnap-bench-", dir=args.tmp))
     (tmp / "logs").mkdir()
     ctx = Ctx(args, pg, tmp, f"dbsnap_bench_{secrets.token_hex(3)}_", dbsnap, python)
+    ctx.my = MY(args.my_host, args.my_port, args.my_user)
+    if "mysql" in args.engines:
+        ctx.my.connect_info()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or RESULTS / f"{stamp}.json"
     log(f"work folder {tmp}, databases {ctx.prefix}*, results {out}")

@@ -1,7 +1,9 @@
 """Shared fixtures: a fresh copy of the example project per test, on SQLite or on its own PostgreSQL database.
 
 PostgreSQL tests need the server on 127.0.0.1:5432 (``DBSNAP_TEST_PG`` overrides the address). When it cannot
-be reached they FAIL; set ``DBSNAP_TEST_SKIP_PG=1`` on a laptop without a server to skip them, loudly.
+be reached they FAIL; set ``DBSNAP_TEST_SKIP_PG=1`` on a laptop without a server to skip them, loudly. MySQL tests
+likewise need MySQL/MariaDB on 127.0.0.1:3306 as root without a password (``DBSNAP_TEST_MY_*``), and FAIL when it
+cannot be reached (``DBSNAP_TEST_SKIP_MYSQL=1`` skips them, loudly).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import MySQLdb
 import psycopg
 import pytest
 
@@ -26,6 +29,12 @@ PG = {
     "host": os.environ.get("DBSNAP_TEST_PG_HOST", "127.0.0.1"),
     "port": os.environ.get("DBSNAP_TEST_PG_PORT", "5432"),
     "user": os.environ.get("DBSNAP_TEST_PG_USER", "postgres"),
+}
+
+MY = {
+    "host": os.environ.get("DBSNAP_TEST_MY_HOST", "127.0.0.1"),
+    "port": os.environ.get("DBSNAP_TEST_MY_PORT", "3306"),
+    "user": os.environ.get("DBSNAP_TEST_MY_USER", "root"),
 }
 
 
@@ -46,6 +55,7 @@ class Project:
         self.store = root / "snapshots"
         self.manage_env: dict = {}  # what manage.py gets on top of ``env`` (the example's settings read .env)
         self.pg_user = PG["user"]
+        self.my_name: str | None = None  # set by mysql_project: the project's MySQL schema
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
@@ -93,6 +103,14 @@ class Project:
         return out
 
     def sql(self, query: str) -> list[tuple]:
+        if self.my_name:
+            c = my_admin(self.my_name)
+            try:
+                cur = c.cursor()
+                cur.execute(query)
+                return [tuple(r) for r in cur.fetchall()] if cur.description else []
+            finally:
+                c.close()
         if self.pg_name:
             with psycopg.connect(dbname=self.pg_name, autocommit=True, **{**PG, "user": self.pg_user}) as c:
                 cur = c.execute(query)
@@ -102,6 +120,8 @@ class Project:
 
     def fingerprint(self) -> dict:
         """Schema, every table's rows and every sequence value: what a user would compare."""
+        if self.my_name:
+            return mysql_fingerprint(self.my_name)
         if self.pg_name:
             return pg_fingerprint(self.pg_name)
         return sqlite_fingerprint(self.root / "db.sqlite3")
@@ -397,3 +417,141 @@ def tmpfs(mnt: Path, size: str):
     finally:
         if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+# -- MySQL / MariaDB -----------------------------------------------------------------------------------------
+
+
+def my_admin(schema: str | None = None) -> MySQLdb.Connection:
+    """A root connection to the test server (to ``schema`` if given), autocommit."""
+    kw = {"database": schema} if schema else {}
+    return MySQLdb.connect(
+        host=MY["host"], port=int(MY["port"]), user=MY["user"], connect_timeout=5, autocommit=True,
+        charset="utf8mb4", **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> None:
+    try:
+        my_admin().close()
+    except MySQLdb.Error as e:
+        if os.environ.get("DBSNAP_TEST_SKIP_MYSQL") == "1":
+            pytest.skip(f"MySQL unreachable at {MY['host']}:{MY['port']} and DBSNAP_TEST_SKIP_MYSQL=1: SKIPPING")
+        pytest.fail(f"MySQL server unreachable at {MY['host']}:{MY['port']}: {e}", pytrace=False)
+
+
+def mysql_schemas(prefix: str) -> list[str]:
+    c = my_admin()
+    try:
+        cur = c.cursor()
+        like = prefix.replace("_", "\\_") + "%"
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s", (like,))
+        return sorted(r[0] for r in cur.fetchall())
+    finally:
+        c.close()
+
+
+def drop_mysql_schemas(prefix: str) -> None:
+    """Drop the test schema ``prefix`` and every schema dbsnap derived from it (scratch, old, verify)."""
+    c = my_admin()
+    try:
+        for name in mysql_schemas(prefix):
+            c.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        c.close()
+
+
+@contextlib.contextmanager
+def fresh_mysql_database():
+    """A new, empty MySQL schema ``dbsnap_t_<hex>`` (utf8mb4); dropped on exit with dbsnap's copies of it."""
+    name = f"dbsnap_t_{secrets.token_hex(4)}"
+    c = my_admin()
+    try:
+        c.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    finally:
+        c.close()
+    try:
+        yield name
+    finally:
+        drop_mysql_schemas(name)
+
+
+def mysql_project(dest: Path, dbname: str) -> Project:
+    """A copy of the example project whose .env points it at MySQL schema ``dbname`` (Django's mysql backend)."""
+    root = copy_example(dest)
+    env = {"DB_ENGINE": "mysql", "DB_NAME": dbname, "DB_HOST": MY["host"], "DB_PORT": MY["port"], "DB_USER": MY["user"]}
+    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    p = Project(root, child_env())
+    p.my_name = dbname
+    p.manage_env = env
+    return p
+
+
+def copy_mysql_schema(src: str, dest: str) -> None:
+    """Copy schema ``src`` into the empty ``dest`` exactly (tables, rows, AUTO_INCREMENT counters, programs)."""
+    base = ["-h", MY["host"], "-P", MY["port"], "-u", MY["user"]]
+    dump = subprocess.run(
+        ["mysqldump", *base, "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", src],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["mysql", *base, dest], input=dump, capture_output=True, check=True)
+
+
+@pytest.fixture(scope="session")
+def mysql_seeded_template(mysql_server, tmp_path_factory) -> str:
+    """A MySQL schema migrated and seeded once per session, for mysql_shop to copy; dropped at the end."""
+    with fresh_mysql_database() as name:
+        seeded(mysql_project(tmp_path_factory.mktemp("my-seeded") / "shop", name))
+        yield name
+
+
+@pytest.fixture
+def mysql_shop(tmp_path: Path, mysql_seeded_template: str) -> Project:
+    """The example project on its own MySQL schema, migrated and seeded (a copy of the session's template); the
+    schema and every schema dbsnap derived from it are dropped afterwards."""
+    with fresh_mysql_database() as name:
+        copy_mysql_schema(mysql_seeded_template, name)
+        yield mysql_project(tmp_path / "shop", name)
+
+
+def mysql_fingerprint(schema: str) -> dict:
+    """Every table's CREATE statement (with its AUTO_INCREMENT counter) and rows, and every view, trigger,
+    routine and event as the server shows it (definer, sql_mode and character sets included)."""
+    c = my_admin(schema)
+    try:
+        cur = c.cursor()
+
+        def rows(sql: str, *args) -> list[tuple]:
+            cur.execute(sql, args)
+            return [tuple(r) for r in cur.fetchall()]
+
+        out: dict = {"tables": {}, "data": {}, "programs": {}}
+        for name, ttype in rows(
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", schema
+        ):
+            kind = "VIEW" if ttype == "VIEW" else "TABLE"
+            create = rows(f"SHOW CREATE {kind} `{name}`")[0]
+            if kind == "VIEW":
+                out["programs"][f"view {name}"] = create[1:]
+                continue
+            out["tables"][name] = create[1]
+            data = sorted(repr(r) for r in rows(f"SELECT * FROM `{name}`"))
+            out["data"][name] = hashlib.sha256("\n".join(data).encode()).hexdigest()
+        for kind, table, col in (
+            ("TRIGGER", "TRIGGERS", "TRIGGER"),
+            ("PROCEDURE", "ROUTINES", "ROUTINE"),
+            ("FUNCTION", "ROUTINES", "ROUTINE"),
+            ("EVENT", "EVENTS", "EVENT"),
+        ):
+            where = f" AND ROUTINE_TYPE = '{kind}'" if table == "ROUTINES" else ""
+            for (name,) in rows(
+                f"SELECT {col}_NAME FROM information_schema.{table} WHERE {col}_SCHEMA = %s{where}", schema
+            ):
+                row = rows(f"SHOW CREATE {kind} `{name}`")[0]
+                # Triggers' creation time is when the swap made them again: not part of what they are.
+                out["programs"][f"{kind.lower()} {name}"] = row[:-1] if kind == "TRIGGER" else row
+        return out
+    finally:
+        c.close()

@@ -43,6 +43,7 @@ CONFINED = {
     "django": ("dbsnap.project.child", "dbsnap.django"),
     "dj_database_url": ("dbsnap.project.databases",),
     "psycopg": ("dbsnap.engines.postgresql",),
+    "MySQLdb": ("dbsnap.engines.mysql",),
     "click": ("dbsnap.cli",),
     "zstandard": ("dbsnap.store.archive",),
 }
@@ -141,7 +142,7 @@ def test_outside_libraries_stay_in_their_wing(library: str) -> None:
 def test_importing_dbsnap_does_not_load_django_or_psycopg() -> None:
     code = (
         "import sys, dbsnap.api, dbsnap.cli, dbsnap.django\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'psycopg'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'psycopg', 'MySQLdb'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -21,7 +21,18 @@ def engine_for(db: Database, env: dict[str, str]) -> Engine:
         from .sqlite import SQLiteEngine
 
         return SQLiteEngine(db, env)
-    raise ConfigError(f"database {db.alias!r}: the {db.kind} engine is not supported yet (PostgreSQL and SQLite are)")
+    if db.kind == "mysql":
+        try:
+            from .mysql.engine import MySQLEngine
+        except ImportError as e:  # the optional driver: a clear line, never a traceback
+            raise ConfigError(
+                f"database {db.alias!r}: the mysql engine needs the mysqlclient driver ({e})",
+                hint="pip install 'dbsnap[mysql]' (building it needs: apt install libmariadb-dev pkg-config)",
+            ) from e
+        return MySQLEngine(db, env)
+    raise ConfigError(
+        f"database {db.alias!r}: the {db.kind} engine is not supported yet (PostgreSQL, MySQL and SQLite are)"
+    )
 
 
 def preload() -> None:

@@ -25,7 +25,7 @@ from ..errors import ConfigError, ExternalError
 from ..project.databases import Database
 from ..schema import Prerequisite, Schema
 from ..settings import Bounds
-from ..store.archive import PayloadInfo
+from ..store.archive import PayloadInfo, decompressed_chunks
 
 Progress = Callable[[int], None]
 
@@ -188,6 +188,29 @@ def run(argv: list[str], env: dict[str, str], what: str, timeout: float | None =
     if proc.returncode != 0:
         raise ExternalError(f"{what} failed: {tail(proc.stderr) or f'exit code {proc.returncode}'}")
     return proc.stdout
+
+
+def feed(argv: list[str], payload: Path, progress: Progress | None, env: dict, what: str, head: str = "") -> None:
+    """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError with the tail of its
+    stderr if it fails. The tool is killed on any exception (Ctrl-C, a corrupt payload)."""
+    with stderr_file() as err:
+        proc = procs.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        assert proc.stdin is not None
+        try:
+            try:
+                if head:
+                    proc.stdin.write(head.encode())
+                for chunk in decompressed_chunks(payload, progress):
+                    proc.stdin.write(chunk)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the tool stopped reading: its exit code and stderr say why
+            rc = proc.wait()
+        except BaseException:
+            procs.kill(proc)
+            raise
+        if rc != 0:
+            raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
 
 
 def first_line(e: BaseException) -> str:

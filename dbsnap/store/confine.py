@@ -27,6 +27,8 @@ from ..errors import ConfigError, IntegrityError
 # Keys of a journal's database state that hold database names (PostgreSQL); a new journal field that holds a
 # database name should use one of these or end in "_db", so that it is confined without a change here.
 DB_NAME_KEYS = frozenset({"live", "scratch", "old", "clone", "new", "target", "source"})
+# Engines whose journal states name databases (schemas) on a server, rather than files.
+SERVER_KINDS = frozenset({"postgresql", "mysql"})
 # What dbsnap derives from a live PostgreSQL name: "<live[:N]>_dbsnap_<kind>_<hex>[_<hex>...]".
 _DERIVED_RE = re.compile(r"^(?P<base>.*)_dbsnap_[a-z]+(?:_[0-9a-f]+)+$")
 # Derived SQLite siblings of a live file "x": "x.dbsnap-<kind>", ".x.dbsnap-<kind>-<hex>", and SQLite's own
@@ -112,8 +114,8 @@ def check_payload(value: object, snap_dir: Path, what: str) -> str:
 
 
 def derived_db_name(rules: Rules, alias: str | None, value: object, what: str) -> str:
-    """A PostgreSQL database name: a live name of this project or one dbsnap derives from it."""
-    pg = [d for d in rules.databases if d.kind == "postgresql" and (alias is None or d.alias == alias)]
+    """A PostgreSQL database (or MySQL schema) name: a live name of this project or one dbsnap derives from it."""
+    pg = [d for d in rules.databases if d.kind in SERVER_KINDS and (alias is None or d.alias == alias)]
     if isinstance(value, str) and value:
         for d in pg:
             if value == d.name:
@@ -223,7 +225,7 @@ def check_journal(rules: Rules, journal: object) -> dict:
                 raise IntegrityError(f"journal: path {node} escapes its folder ('..')")
             elif alias is not None and key is not None and (key in DB_NAME_KEYS or key.endswith("_db")):
                 db = by_alias[alias]
-                if db.kind == "postgresql":
+                if db.kind in SERVER_KINDS:
                     derived_db_name(rules, alias, node, "journal")
 
     walk(journal, None, None)

@@ -11,17 +11,16 @@ from __future__ import annotations
 import errno
 import secrets
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from ... import faults, procs
+from ... import faults
 from ...errors import ExternalError, IntegrityError, RollbackError
-from ...store.archive import decompress_to, decompressed_chunks
-from ..base import Progress, first_line, read_tail, run, stderr_file
+from ...store.archive import decompress_to
+from ..base import Progress, feed, first_line, run
 from .create import create_like, db_props
 from .sessions import describe
 
@@ -184,24 +183,7 @@ class RestoreMixin:
 
     def _feed(self, argv: list[str], payload: Path, progress: Progress | None, env: dict, what: str, head: str = ""):
         """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError if it fails."""
-        with stderr_file() as err:
-            proc = procs.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
-            assert proc.stdin is not None
-            try:
-                try:
-                    if head:
-                        proc.stdin.write(head.encode())
-                    for chunk in decompressed_chunks(payload, progress):
-                        proc.stdin.write(chunk)
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass  # the tool stopped reading: its exit code and stderr say why
-                rc = proc.wait()
-            except BaseException:
-                procs.kill(proc)
-                raise
-            if rc != 0:
-                raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
+        feed(argv, payload, progress, env, what, head)
 
     def _terminate_others(self, conn: psycopg.Connection, name: str, wait: float | None = None) -> list[int]:
         """Terminate the other sessions on ``name`` and wait (bounded) until they are gone.

@@ -12,13 +12,15 @@ from ...project.databases import Database
 from ...project.discovery import Project
 from ..save import referenced_clones
 from .check import FAIL, OK, WARN, Check, guard
+from .mysql import check_mysql
 
 PG_TOOLS = ("pg_dump", "pg_restore", "psql")
 TOOL_VARS = {"pg_dump": "DBSNAP_PG_DUMP", "pg_restore": "DBSNAP_PG_RESTORE", "psql": "DBSNAP_PSQL"}
 
 
 def check_databases(ctx: Context, project: Project) -> list[Check]:
-    """Per database: reachable; for PostgreSQL also the maintenance connection, privileges and client tools."""
+    """Per database: reachable; for PostgreSQL and MySQL also privileges and client tools (and PostgreSQL's
+    maintenance connection)."""
     dbs = project.select(ctx.settings.databases)
     if not dbs:
         return [Check("databases", WARN, "DATABASES is empty: there is nothing to snapshot", "configure DATABASES")]
@@ -38,7 +40,11 @@ def check_databases(ctx: Context, project: Project) -> list[Check]:
             major, text = engine.server_version()
         except DbsnapError as e:  # the message names host, port and user; the hint is the fix
             checks.append(Check(name, FAIL, e.message, e.hint))
-            servers.append((engine, None))
+            if db.kind == "postgresql":
+                servers.append((engine, None))
+            continue
+        if db.kind == "mysql":
+            checks += check_mysql(engine, text)
             continue
         checks.append(Check(name, OK, f"postgresql {db.name} on {engine.where()}, server {text}"))
         servers.append((engine, major))

@@ -5,7 +5,8 @@ first (python-dotenv; a variable already set in the environment wins), so
 ``manage.py`` and dbsnap see the same database:
 
 * ``DB_NAME`` set -> PostgreSQL using ``DB_NAME``, ``DB_USER``, ``DB_PASSWORD``,
-  ``DB_HOST`` and ``DB_PORT``.
+  ``DB_HOST`` and ``DB_PORT``; with ``DB_ENGINE=mysql`` the same variables
+  point at MySQL or MariaDB instead (Django's mysql backend, mysqlclient).
 * otherwise -> SQLite at ``SQLITE_PATH`` (default ``<project>/db.sqlite3``).
 """
 
@@ -67,7 +68,19 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "shopsite.wsgi.application"
 
-if os.environ.get("DB_NAME"):
+if os.environ.get("DB_NAME") and os.environ.get("DB_ENGINE") == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": os.environ["DB_NAME"],
+            "USER": os.environ.get("DB_USER", "root"),
+            "PASSWORD": os.environ.get("DB_PASSWORD", ""),
+            "HOST": os.environ.get("DB_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("DB_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+        }
+    }
+elif os.environ.get("DB_NAME"):
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
