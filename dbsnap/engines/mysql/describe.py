@@ -77,7 +77,7 @@ def describe(conn: MySQLdb.Connection, schema: str, mariadb: bool) -> Schema:
         rules = f"ON UPDATE {parts[0][3]} ON DELETE {parts[0][4]}"
         definition = f"FOREIGN KEY ({cols}) REFERENCES {parts[0][1]}({refs}) {rules}"
         if table in out.tables:
-            out.tables[table].constraints.add(definition)
+            out.tables[table].constraints[definition] += 1
     for table, clause in rows(
         "SELECT c.TABLE_NAME, c.CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS c "
         "WHERE c.CONSTRAINT_SCHEMA = %s AND c.TABLE_NAME IS NOT NULL"
@@ -87,7 +87,7 @@ def describe(conn: MySQLdb.Connection, schema: str, mariadb: bool) -> Schema:
         "AND t.CONSTRAINT_NAME = c.CONSTRAINT_NAME AND t.CONSTRAINT_TYPE = 'CHECK' WHERE c.CONSTRAINT_SCHEMA = %s"
     ):
         if table in out.tables:
-            out.tables[table].constraints.add("CHECK (" + " ".join(str(clause).split()) + ")")
+            out.tables[table].constraints["CHECK (" + " ".join(str(clause).split()) + ")"] += 1
     indexes: dict[tuple[str, str], list] = {}
     for table, iname, non_unique, col, sub, itype, coll, expr in rows(
         "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART, INDEX_TYPE, COLLATION, "
@@ -102,7 +102,7 @@ def describe(conn: MySQLdb.Connection, schema: str, mariadb: bool) -> Schema:
         kind = "PRIMARY KEY" if iname == "PRIMARY" else ("INDEX" if int(parts[0][0]) else "UNIQUE INDEX")
         using = parts[0][3]
         kind = {"FULLTEXT": "FULLTEXT INDEX", "SPATIAL": "SPATIAL INDEX"}.get(using, kind)
-        out.tables[table].indexes.add(f"{kind} ({cols}) USING {using}")
+        out.tables[table].indexes[f"{kind} ({cols}) USING {using}"] += 1
     extras: dict[str, dict[str, str]] = {}
     for name, body in rows("SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s"):
         # The server writes the schema's own name into the stored definition: taken out, so the same view in
