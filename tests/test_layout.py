@@ -42,6 +42,9 @@ CONFINED = {
     "psycopg": ("dbsnap.engines.postgresql",),
     "click": ("dbsnap.cli",),
     "zstandard": ("dbsnap.store.archive",),
+    "boto3": ("dbsnap.store.remote.s3",),
+    "botocore": ("dbsnap.store.remote.s3",),
+    "cryptography": ("dbsnap.store.remote.crypt",),
 }
 
 

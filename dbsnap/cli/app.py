@@ -12,7 +12,7 @@ import click
 
 from .. import __version__, procs
 from ..errors import DbsnapError
-from . import compare, doctor, maintenance, reset, rollback, snapshots
+from . import compare, doctor, maintenance, remote, reset, rollback, snapshots
 from .common import Obj
 
 
@@ -71,6 +71,8 @@ COMMANDS = (
     snapshots.delete,
     snapshots.pin,
     snapshots.unpin,
+    remote.push,
+    remote.pull,
     rollback.rollback,
     reset.reset,
     maintenance.prune,
