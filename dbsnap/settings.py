@@ -180,7 +180,7 @@ def _remote_from(name: str, table: object, env: dict[str, str]) -> RemoteConfig:
     if isinstance(table, str):
         table = {"url": table}
     if not isinstance(table, dict) or not isinstance(table.get("url"), str):
-        raise ConfigError(f"remote {name!r}: expected a table with url = \"s3://bucket/prefix\"")
+        raise ConfigError(f'remote {name!r}: expected a table with url = "s3://bucket/prefix"')
     unknown = sorted(set(table) - {"url", "endpoint", "profile", "region", "encrypt"})
     if unknown:
         raise ConfigError(f"remote {name!r}: unknown setting {unknown[0]!r}")

@@ -29,16 +29,18 @@ class AlreadyExists(Exception):
 
 
 def _transfer() -> TransferConfig:
-    return TransferConfig(
+    config = TransferConfig(
         multipart_threshold=PART,
         multipart_chunksize=PART,
         max_concurrency=CONCURRENCY,
         max_io_queue=CONCURRENCY * 4,
         io_chunksize=1 << 20,
-        # Payloads are streams (hashed, maybe encrypted, on the way): bound what is buffered in memory.
-        max_in_memory_upload_chunks=CONCURRENCY,
-        max_in_memory_download_chunks=64,
     )
+    # Payloads are streams (hashed, maybe encrypted, on the way): bound what is buffered in memory. boto3's
+    # TransferConfig does not take these in its constructor; the transfer manager reads them as attributes.
+    config.max_in_memory_upload_chunks = CONCURRENCY
+    config.max_in_memory_download_chunks = 64
+    return config
 
 
 class Bucket:

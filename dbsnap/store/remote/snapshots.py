@@ -306,7 +306,7 @@ class RemoteStore:
                 )
             if key.id != enc["key_id"]:
                 raise IntegrityError(
-                    f"remote snapshot {rs.name!r} is encrypted with key {enc['key_id']}; the configured key is {key.id}",
+                    f"remote snapshot {rs.name!r} is encrypted with key {enc['key_id']}, not the set key {key.id}",
                     hint="set DBSNAP_ENCRYPTION_KEY or DBSNAP_ENCRYPTION_KEY_FILE to the key it was pushed with",
                 )
         files = rs.manifest["files"]
