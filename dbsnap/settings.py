@@ -219,7 +219,8 @@ def resolve_remote(flag: str | None, env: dict[str, str], root: Path | None, ext
                 "no remote configured" if not remotes else f"several remotes and no default: {', '.join(remotes)}",
                 hint="pass --remote s3://bucket/prefix, set DBSNAP_REMOTE, or add [tool.dbsnap.remotes] to pyproject",
             )
-    if choice.startswith("s3://"):
+    if choice.startswith("s3://") or "/" in choice or ":" in choice:
+        parse_s3_url(choice)  # a URL of another kind is a usage error, not an unknown name
         return _remote_from(choice, {"url": choice}, env)
     if choice not in remotes:
         raise UsageError(
