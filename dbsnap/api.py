@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .context import Context
@@ -391,3 +392,25 @@ def prune_remote(
     if confirm is not None and not confirm(plan):
         raise UsageError("prune cancelled; nothing was deleted")
     return plan, rm.prune_execute(rstore, plan)
+
+
+# -- export / import: the plain dumps of the rest of the ecosystem -----------------------------------------------
+
+
+def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
+    """Write a snapshot's database as the engine's plain dump (``pg_restore``-able, or the SQLite file)."""
+    from .pipelines import exchange
+
+    recover_if_needed(ctx)
+    return exchange.export(ctx, name, dest, force=force)
+
+
+def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None) -> Snapshot:
+    """Take a plain dump (pg_dump -Fc, an SQLite file, gzipped or not: django-dbbackup's too) as a snapshot
+    with no migration folders; it is restored once into a scratch database before it is committed."""
+    from .pipelines import exchange
+
+    validate_name(name)
+    ctx.databases()
+    with locked(ctx, f"import {name}"):
+        return exchange.import_dump(ctx, path, name, note=note)
