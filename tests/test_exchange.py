@@ -9,11 +9,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import PG, Project, fresh_pg_database, pg_fingerprint, sqlite_fingerprint
 
 PG_ARGS = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
 
 
+@pytest.mark.slow
 def test_an_exported_snapshot_is_restored_by_plain_pg_restore(pg_shop: Project, tmp_path: Path) -> None:
     pg_shop.ok("save", "s1")
     state = pg_shop.fingerprint()
@@ -26,6 +28,7 @@ def test_an_exported_snapshot_is_restored_by_plain_pg_restore(pg_shop: Project, 
         assert pg_fingerprint(copy) == state
 
 
+@pytest.mark.slow
 def test_a_plain_pg_dump_is_imported_and_rolled_back_to_database_only(pg_shop: Project, tmp_path: Path) -> None:
     state = pg_shop.fingerprint()
     dump = tmp_path / "shop.psql.bin.gz"  # what django-dbbackup's PostgreSQL backup with --compress writes
@@ -46,6 +49,7 @@ def test_a_plain_pg_dump_is_imported_and_rolled_back_to_database_only(pg_shop: P
     assert pg_shop.migration_files() == files  # folders untouched: the dump had none
 
 
+@pytest.mark.slow
 def test_sqlite_export_and_import_round_trip(sqlite_shop: Project, tmp_path: Path) -> None:
     sqlite_shop.ok("save", "s1")
     state = sqlite_shop.fingerprint()
