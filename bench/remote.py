@@ -34,25 +34,20 @@ import seaweed
 
 BUCKET = "dbsnap-bench"
 
-RAW_PUSH = (
-    """
+# argv: bucket, prefix (push) or folder (pull), then the files or keys
+RAW_PUSH = """
 import sys, boto3
 c = boto3.client("s3")
-for path in sys.argv[2:]:
-    c.upload_file(path, "%s", sys.argv[1] + "/" + path.rsplit("/", 1)[1])
+for path in sys.argv[3:]:
+    c.upload_file(path, sys.argv[1], sys.argv[2] + "/" + path.rsplit("/", 1)[1])
 """
-    % BUCKET
-)
 
-RAW_PULL = (
-    """
+RAW_PULL = """
 import sys, boto3
 c = boto3.client("s3")
 for key in sys.argv[3:]:
-    c.download_file("%s", key, sys.argv[2] + "/" + key.rsplit("/", 1)[1])
+    c.download_file(sys.argv[1], key, sys.argv[2] + "/" + key.rsplit("/", 1)[1])
 """
-    % BUCKET
-)
 
 
 def build(project: Path, python: str, size: int, env: dict[str, str]) -> None:
