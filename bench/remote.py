@@ -98,7 +98,7 @@ def main() -> int:
             for label, argv in order if i % 2 == 0 else reversed(order):
                 run, code = measure(argv, env, project, logfile)
                 if code != 0:
-                    raise SystemExit(f"{label} failed; see {logfile}")
+                    raise SystemExit(f"{label} failed:\n{logfile.read_text(errors='replace')[-3000:]}")
                 rows[label].append(run)
             keys = [f"raw-{prefix}/{Path(p).name}" for p in payloads]
             store = work / f"pulled-{i}"
@@ -111,7 +111,7 @@ def main() -> int:
             for label, argv in order if i % 2 == 0 else reversed(order):
                 run, code = measure(argv, env, project, logfile)
                 if code != 0:
-                    raise SystemExit(f"{label} failed; see {logfile}")
+                    raise SystemExit(f"{label} failed:\n{logfile.read_text(errors='replace')[-3000:]}")
                 rows[label].append(run)
             shutil.rmtree(store, ignore_errors=True)
             shutil.rmtree(down, ignore_errors=True)

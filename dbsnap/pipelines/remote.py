@@ -1,10 +1,11 @@
 """push, pull, list, delete and prune on a remote: the remote wing of the store, driven with this project's
 settings, lock, confinement rules and checks.
 
-Push sends only snapshots that pass the same checks as a rollback's; pull downloads into the store's ``.tmp/``,
-runs those checks on the staged copy (checksums, confinement, the seal where a key is configured, the archive)
-and only then commits it into the store, so a killed or refused pull leaves nothing but debris that the next
-locked run removes.
+Push checks the manifest, the seal and the migrations archive, and hashes every payload as it sends it (one that
+differs from its checksum fails the push before the manifest is written). Pull downloads into the store's
+``.tmp/``, hashing every payload as it writes it, runs the rest of a rollback's checks on the staged copy
+(confinement to this project, the seal where a key is configured, the archive) and only then commits it, so a
+killed or refused pull leaves nothing but debris that the next locked run removes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from ..context import Context
 from ..errors import ConfigError, UsageError
 from ..settings import RemoteConfig, resolve_remote
+from ..store.confine import Rules
 from ..store.fsutil import remove_tree
 from ..store.remote import crypt
 from ..store.remote.s3 import Bucket
@@ -70,7 +72,10 @@ def push(ctx: Context, names: list[str], remote: str | None) -> PushResult:
     result = PushResult(remote=cfg.url, encrypted=key.id if key else None)
     for snap in snaps:
         ctx.reporter.step(f"verifying {snap.name}")
-        vf.check_snapshot(ctx, snap, allow_unsealed=True)
+        # Shape only: the pulling side confines the manifest to its own project. The payloads are hashed as they
+        # are sent, and a payload that differs from its checksum fails the push before its manifest is written.
+        shape = Rules(root=None, folders=None, store=ctx.store.root)
+        vf.check_snapshot(ctx, snap, allow_unsealed=True, payloads_checked=True, rules=shape)
         ctx.reporter.step(f"pushing {snap.name} to {cfg.url}" + (f" (encrypted, key {key.id})" if key else ""))
         with _progress(ctx) as progress:
             _, sent = rstore.push(snap, key, progress)
@@ -98,7 +103,9 @@ def pull(ctx: Context, names: list[str], remote: str | None) -> list[Snapshot]:
             with _progress(ctx) as progress:
                 rstore.pull_into(rs, staged, key, progress)
             ctx.reporter.step(f"verifying {rs.name}")
-            vf.check_snapshot(ctx, Snapshot(name=rs.name, path=staged, manifest=rs.manifest), allow_unsealed=True)
+            staged_snap = Snapshot(name=rs.name, path=staged, manifest=rs.manifest)
+            # pull_into hashed every payload as it wrote it: the rest of a rollback's checks run on the staged copy.
+            vf.check_snapshot(ctx, staged_snap, allow_unsealed=True, payloads_checked=True)
             pulled.append(ctx.store.commit(staged, rs.name))
         except BaseException:
             remove_tree(staged)
