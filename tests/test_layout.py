@@ -46,6 +46,9 @@ CONFINED = {
     "MySQLdb": ("dbsnap.engines.mysql",),
     "click": ("dbsnap.cli",),
     "zstandard": ("dbsnap.store.archive",),
+    "boto3": ("dbsnap.store.remote.s3",),
+    "botocore": ("dbsnap.store.remote.s3",),
+    "cryptography": ("dbsnap.store.remote.crypt",),
 }
 
 

@@ -12,7 +12,7 @@ import click
 
 from .. import __version__, procs
 from ..errors import DbsnapError
-from . import compare, doctor, maintenance, reset, rollback, snapshots
+from . import compare, doctor, exchange, maintenance, remote, reset, rollback, snapshots
 from .common import Obj
 
 
@@ -71,6 +71,10 @@ COMMANDS = (
     snapshots.delete,
     snapshots.pin,
     snapshots.unpin,
+    remote.push,
+    remote.pull,
+    exchange.export,
+    exchange.import_,
     rollback.rollback,
     reset.reset,
     maintenance.prune,

@@ -7,6 +7,7 @@ import click
 from .. import api
 from . import render
 from .common import Obj, confirm_or_refuse, json_opt, out
+from .remote import remote_opt
 
 KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 WITHIN_RULES = ("within", "within-hourly", "within-daily", "within-weekly", "within-monthly", "within-yearly")
@@ -26,9 +27,12 @@ def keep_options(f):
 @click.option("--timezone", "tz_name", metavar="ZONE", help="Zone for hour/day/week buckets (default: local).")
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be kept and removed; delete nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@remote_opt
 @json_opt
 @click.pass_obj
-def prune(obj: Obj, tz_name: str | None, dry_run: bool, yes: bool, as_json: bool, **keep: str | None) -> None:
+def prune(
+    obj: Obj, tz_name: str | None, dry_run: bool, yes: bool, remote: str | None, as_json: bool, **keep: str | None
+) -> None:
     """Remove old snapshots by retention policy, separately for each database; pinned ones are kept.
 
     The policy comes from the --keep-* flags (which replace the configured one for this run), else
@@ -38,6 +42,7 @@ def prune(obj: Obj, tz_name: str | None, dry_run: bool, yes: bool, as_json: bool
     Example:
       dbsnap prune --keep-last 5 --keep-daily 7 --keep-weekly 4 --dry-run
       dbsnap prune --yes           # the configured policy, from cron
+      dbsnap prune --remote --keep-daily 30 --yes   # the same rules on the remote's snapshots
     """
     flags = {k.replace("keep_", "keep-").replace("_", "-"): v for k, v in keep.items()}
 
@@ -46,7 +51,12 @@ def prune(obj: Obj, tz_name: str | None, dry_run: bool, yes: bool, as_json: bool
             click.echo(render.prune_plan_text(plan), err=True)
         return confirm_or_refuse(yes, f"Delete {len(plan.removals)} snapshot(s)?")
 
-    plan, deleted = api.prune(obj.ctx("prune"), flags, tz_name=tz_name, dry_run=dry_run, confirm=confirm)
+    if remote is not None:
+        plan, deleted = api.prune_remote(
+            obj.ctx("prune"), flags, remote=remote or None, tz_name=tz_name, dry_run=dry_run, confirm=confirm
+        )
+    else:
+        plan, deleted = api.prune(obj.ctx("prune"), flags, tz_name=tz_name, dry_run=dry_run, confirm=confirm)
     if as_json:
         out(render.prune_json(plan, deleted, dry_run), True)
     else:

@@ -118,6 +118,10 @@ def plan_text(p: RollbackPlan) -> str:
         lines.append(
             f"  replace {f.path}{state}: {f.to_restore} to restore, {f.to_remove} to remove, {f.to_revert} to revert"
         )
+    if (p.snapshot.manifest.get("migrations") or {}).get("none"):
+        lines.append(
+            "  this snapshot holds no migration folders (imported from a plain dump): it restores the database only"
+        )
     for path in p.untouched:
         lines.append(f"  left as it is (not in the snapshot): {path}; its migrations will be unapplied after this")
     lines.append(

@@ -8,6 +8,7 @@ from .. import api
 from ..errors import IntegrityError, UsageError
 from . import render
 from .common import Obj, confirm_or_refuse, json_opt, out
+from .remote import remote_opt
 
 
 @click.command()
@@ -69,16 +70,23 @@ def save(
 
 
 @click.command(name="list")
+@remote_opt
 @json_opt
 @click.pass_obj
-def list_(obj: Obj, as_json: bool) -> None:
-    """List the snapshots in the store, oldest first.
+def list_(obj: Obj, remote: str | None, as_json: bool) -> None:
+    """List the snapshots in the store (or on the remote, with --remote), oldest first.
 
     \b
     Example:
       dbsnap list
       dbsnap list --json | jq '.[].name'
+      dbsnap list --remote         # the default remote's snapshots
     """
+    if remote is not None:
+        _, snaps = api.list_remote(obj.ctx("list"), remote=remote or None)
+        rows = [render.snapshot_summary(s) | {"encrypted_with": (s.encryption or {}).get("key_id")} for s in snaps]
+        out(rows if as_json else render.list_table(snaps), as_json)
+        return
     snaps = api.list_snapshots(obj.ctx("list"))
     out([render.snapshot_summary(s) for s in snaps] if as_json else render.list_table(snaps), as_json)
 
@@ -130,16 +138,23 @@ def verify(obj: Obj, names: tuple[str, ...], all_: bool, deep: bool, as_json: bo
 @click.argument("names", nargs=-1, required=True)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Also delete pinned snapshots.")
+@remote_opt
 @json_opt
 @click.pass_obj
-def delete(obj: Obj, names: tuple[str, ...], yes: bool, force: bool, as_json: bool) -> None:
-    """Delete one or more snapshots.
+def delete(obj: Obj, names: tuple[str, ...], yes: bool, force: bool, remote: str | None, as_json: bool) -> None:
+    """Delete one or more snapshots (from the remote, with --remote; give the names first).
 
     \b
     Example:
       dbsnap delete snap-20260101-120000 old-experiment --yes
+      dbsnap delete old-experiment --remote --yes
     """
     ctx = obj.ctx("delete")
+    if remote is not None:
+        confirm_or_refuse(yes, f"Delete {len(names)} snapshot(s) from the remote: {', '.join(names)}?")
+        deleted = api.delete_remote(ctx, list(names), remote=remote or None, force=force)
+        out({"deleted": deleted} if as_json else f"deleted {', '.join(deleted)} from the remote", as_json)
+        return
     damaged = set(ctx.store.damaged())
     for n in names:
         if n not in damaged or not force:

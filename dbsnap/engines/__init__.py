@@ -35,6 +35,22 @@ def engine_for(db: Database, env: dict[str, str]) -> Engine:
     )
 
 
+def engine_class(kind: str) -> type[Engine]:
+    """The Engine class of a kind (for what needs no database: exporting and recognizing plain dumps)."""
+    if kind == "postgresql":
+        from .postgresql.engine import PostgreSQLEngine
+
+        return PostgreSQLEngine
+    if kind == "sqlite":
+        from .sqlite import SQLiteEngine
+
+        return SQLiteEngine
+    raise ConfigError(f"the {kind} engine is not supported yet (PostgreSQL and SQLite are)")
+
+
+KINDS = ("postgresql", "sqlite")
+
+
 def preload() -> None:
     """Import the PostgreSQL engine (psycopg, about 0.1 s) in a thread: started while the project's discovery
     child runs, during which this process would only wait. Best effort: an import error shows up on real use."""

@@ -25,7 +25,7 @@ from ..errors import ConfigError, ExternalError
 from ..project.databases import Database
 from ..schema import Prerequisite, Schema
 from ..settings import Bounds
-from ..store.archive import PayloadInfo, decompressed_chunks
+from ..store.archive import PayloadInfo, compress_chunks, decompress_to, decompressed_chunks, read_chunks
 
 Progress = Callable[[int], None]
 
@@ -47,6 +47,24 @@ class Engine(ABC):
     payload_suffix: ClassVar[str]
     # Whether prepare_restore honours state["jobs"] (with "spool_dir" and "raw_bytes") for a parallel restore.
     parallel_restore: ClassVar[bool] = False
+    # The plain dump of the ecosystem's own tools that a payload is, compressed: what export writes and import
+    # takes. An engine whose payload is something else (a MySQL engine's SQL, say) overrides the three below.
+    plain_format: ClassVar[str] = ""
+
+    @classmethod
+    def recognizes(cls, head: bytes) -> bool:
+        """Whether a file starting with ``head`` (its first 64 bytes) is this engine's plain dump."""
+        return False
+
+    @classmethod
+    def export_plain(cls, payload: Path, dest: Path, progress: Progress | None = None) -> None:
+        """Write the plain dump of ``payload`` to the new file ``dest`` (fsynced)."""
+        decompress_to(payload, dest, progress, durable=True)
+
+    @classmethod
+    def import_plain(cls, src, dest: Path, progress: Progress | None = None) -> PayloadInfo:
+        """Make the payload ``dest`` from the plain dump read from the binary stream ``src``."""
+        return compress_chunks(read_chunks(src), dest, progress)
 
     def __init__(self, db: Database, env: dict[str, str]) -> None:
         self.db = db

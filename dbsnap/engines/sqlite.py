@@ -46,6 +46,11 @@ def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
 class SQLiteEngine(Engine):
     kind = "sqlite"
     payload_suffix = ".sqlite3.zst"
+    plain_format = "SQLite database file"
+
+    @classmethod
+    def recognizes(cls, head: bytes) -> bool:
+        return head.startswith(b"SQLite format 3\x00")
 
     @property
     def path(self) -> Path:

@@ -81,7 +81,13 @@ class PrunePlan:
 
 def plan(ctx: Context, policy: Policy, source: str, tz: tzinfo | None, now: datetime | None = None) -> PrunePlan:
     """Decide for every complete snapshot, per database; nothing is deleted here."""
-    snaps = ctx.store.list()
+    return plan_for(ctx.store.list(), policy, source, tz, now)
+
+
+def plan_for(
+    snaps: list[Snapshot], policy: Policy, source: str, tz: tzinfo | None, now: datetime | None = None
+) -> PrunePlan:
+    """Decide for ``snaps`` (the local store's or a remote's), per database; nothing is deleted here."""
     try:
         groups = apply_policy_grouped(
             group_by_database(snaps, database_key), policy, now or datetime.now(timezone.utc), tz

@@ -73,14 +73,26 @@ def check_archive(snap: Snapshot, folders: list[str]) -> int:
     return len(members)
 
 
-def check_snapshot(ctx: Context, snap: Snapshot, *, allow_unsealed: bool = False) -> list[str]:
+def check_snapshot(
+    ctx: Context,
+    snap: Snapshot,
+    *,
+    allow_unsealed: bool = False,
+    payloads_checked: bool = False,
+    rules: confine.Rules | None = None,
+) -> list[str]:
     """What rollback and verify both check before trusting ``snapshot`` (see the module docstring); returns what
-    was checked, raises IntegrityError naming the snapshot and the first problem. Reads no database."""
+    was checked, raises IntegrityError naming the snapshot and the first problem. Reads no database.
+
+    ``payloads_checked``: the caller has just checked every payload's size and SHA-256 against this manifest
+    while writing or reading it (a pull, a push), so they are not read once more. ``rules``: confinement rules
+    other than this project's (a push checks shape only; the pulling side confines to its own project)."""
     ctx.store.verify_manifest(snap)
-    folders = confine.check_manifest(ctx.rules(), snap.manifest, snap.path, snap.name)
+    folders = confine.check_manifest(rules or ctx.rules(), snap.manifest, snap.path, snap.name)
     done = [check_seal(ctx, snap, allow_unsealed)]
-    ctx.store.verify_checksums(snap)
-    done.append(f"{len(snap.manifest['files'])} payloads: checksums match")
+    if not payloads_checked:
+        ctx.store.verify_checksums(snap)
+        done.append(f"{len(snap.manifest['files'])} payloads: checksums match")
     n = check_archive(snap, folders)
     done.append(f"{snap.manifest['migrations']['payload']}: {n} migration files match, all inside the saved folders")
     return done

@@ -54,6 +54,12 @@ def _client_major(text: str) -> tuple[int, str]:
 class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestoreMixin, SessionsMixin, Engine):
     kind = "postgresql"
     payload_suffix = ".dump.zst"
+    plain_format = "pg_dump custom format (pg_restore reads it)"
+
+    @classmethod
+    def recognizes(cls, head: bytes) -> bool:
+        return head.startswith(b"PGDMP")
+
     parallel_restore = True
 
     # -- connections and tools --------------------------------------------------------------------------
