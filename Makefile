@@ -25,7 +25,7 @@ test: venv
 # What the main suite leaves out for its time budget: the kill -9 / SIGTERM sweeps (tests marked `sweep`) and the
 # slow real-project and blocking-session tests (marked `slow`). .ci/run runs it after `make test`.
 test-faults: venv
-	$(VENV)/bin/python -m pytest -q -m 'sweep or slow' $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(PYTEST_WORKERS) -m 'sweep or slow' $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
