@@ -325,7 +325,7 @@ def reset(
         return plan, rs.run(ctx, plan, opts, on_step)
 
 
-def status(ctx: Context, against: str | None = None, *, use_django: bool = False) -> compare.Status:
+def status(ctx: Context, against: str | None = None, *, use_django: bool | None = None) -> compare.Status:
     """The live project against the newest snapshot (or ``against``); read-only, works with no snapshot."""
     from .pipelines import compare  # imported on use: it is not needed on the save/rollback path
 

@@ -72,7 +72,7 @@ def check_status_and_diff(p: Project) -> None:
     assert db["migrations_added"] == [["accounts", "0002_user_nickname"]]
     assert db["migrations_removed"] == [["catalog", "0002_default_categories"]]
     assert db["unapplied"] == [] and db["stale"] == []
-    assert st["in_sync"] is True and st["checked_by"] == "files"
+    assert st["in_sync"] is True and st["checked_by"] == "django"  # the settings import: Django's loader
     res = p.ok("status")
     assert res.stdout.splitlines()[1:5] == [
         "migration files since s1: 1 added, 1 removed, 1 changed",
@@ -142,8 +142,10 @@ def test_status_without_snapshot_and_with_django(sqlite_shop: Project) -> None:
 
     # a django.contrib row removed: invisible to the file check, reported by Django's loader
     p.sql("DELETE FROM django_migrations WHERE app = 'sessions'")
-    assert status_json(p)["in_sync"] is True
-    st = status_json(p, "--django")
+    files = status_json(p, "--files")
+    assert files["in_sync"] is True and files["checked_by"] == "files"
+    assert files["files_reason"] == "asked for with --files"
+    st = status_json(p)  # the default, since the settings import
     db = st["databases"]["default"]
     assert st["checked_by"] == "django"
     assert db["unapplied"] == [["sessions", "0001_initial"]]
@@ -156,9 +158,10 @@ def test_status_without_snapshot_and_with_django(sqlite_shop: Project) -> None:
         "    dependencies = [('orders', '0002_order_note')]\n    operations = []\n"
     )
     p.sql("INSERT INTO django_migrations (app, name, applied) VALUES ('catalog', '0009_gone', '2026-01-01')")
-    st = status_json(p)
-    assert st["databases"]["default"]["unapplied"] == [["orders", "0003_extra"]]
-    assert st["databases"]["default"]["stale"] == [["catalog", "0009_gone"]]
+    for how, also in (("--files", []), ("--django", [["sessions", "0001_initial"]])):
+        db = status_json(p, how)["databases"]["default"]
+        assert sorted(db["unapplied"]) == sorted([["orders", "0003_extra"], *also]), how
+        assert db["stale"] == [["catalog", "0009_gone"]], how
 
 
 def test_status_against_pg_snapshot_is_in_sync(pg_shop: Project) -> None:

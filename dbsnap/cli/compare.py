@@ -64,6 +64,7 @@ def status_json(s: compare.Status) -> dict:
         },
         "missing_databases": s.missing_databases,
         "checked_by": s.checked_by,
+        "files_reason": s.files_reason,
         "in_sync": s.in_sync,
     }
 
@@ -102,7 +103,7 @@ def status_text(s: compare.Status) -> str:
     scope = (
         "every app, by Django's MigrationLoader"
         if s.checked_by == "django"
-        else "the project's own apps, from the files; --django checks every app"
+        else f"the project's own apps, from the files: {s.files_reason}"
     )
     if s.in_sync:
         lines.append(f"in sync: the database and the migration files agree ({scope})")
@@ -114,15 +115,16 @@ def status_text(s: compare.Status) -> str:
 @click.command()
 @click.option("--against", metavar="NAME", help="Compare with this snapshot instead of the newest ('latest').")
 @click.option(
-    "--django",
+    "--django/--files",
     "use_django",
-    is_flag=True,
-    help="Ask Django's MigrationLoader (a manage.py child process): every app, django.contrib included, "
-    "and missing model tables. Default: the project's own apps, from the files (faster, no manage.py).",
+    default=None,
+    help="--django: ask Django's MigrationLoader (a manage.py child process): every app, django.contrib "
+    "included, and missing model tables; the default whenever the project's settings import. --files: read the "
+    "project's own apps' migration files only (faster, no manage.py); the fallback when the settings do not import.",
 )
 @json_opt
 @click.pass_obj
-def status(obj: Obj, against: str | None, use_django: bool, as_json: bool) -> None:
+def status(obj: Obj, against: str | None, use_django: bool | None, as_json: bool) -> None:
     """Show the live state against the newest snapshot (or --against NAME): migration files added, removed or
     changed since; migrations applied or unapplied since; and whether the database and the migration files agree
     right now (unapplied migrations, applied migrations whose file is gone).
@@ -133,7 +135,7 @@ def status(obj: Obj, against: str | None, use_django: bool, as_json: bool) -> No
     Example:
       dbsnap status
       dbsnap status --against pre-reset --json | jq .in_sync
-      dbsnap status --django       # also django.contrib and third-party apps
+      dbsnap status --files        # the own apps' files only, without a manage.py child
     """
     result = api.status(obj.ctx("status"), against, use_django=use_django)
     out(status_json(result) if as_json else status_text(result), as_json)

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..context import Context
-from ..errors import IntegrityError
+from ..errors import ConfigError, IntegrityError
 from ..project.manage_steps import verify_state
 from ..project.migration_scan import Row, disk_migrations, row
 from ..store import confine
@@ -103,15 +103,18 @@ class Status:
     databases: list[DatabaseStatus]
     missing_databases: list[str]  # aliases in the snapshot that the project no longer defines
     checked_by: str  # "files" (own apps, no Django) or "django" (MigrationLoader, every app)
+    files_reason: str | None = None  # why the files were read instead of asking Django
 
     @property
     def in_sync(self) -> bool:
         return all(d.in_sync for d in self.databases)
 
 
-def status(ctx: Context, against: str | None = None, *, use_django: bool = False) -> Status:
+def status(ctx: Context, against: str | None = None, *, use_django: bool | None = None) -> Status:
     """The live project against snapshot ``against`` (default: ``latest``, as everywhere: the newest that is not a
-    rollback's own safety snapshot, else the newest; none at all is fine)."""
+    rollback's own safety snapshot, else the newest; none at all is fine). ``use_django`` None: Django's
+    MigrationLoader whenever the project's settings import (what ``manage.py migrate`` would see), the files
+    otherwise (and ``files_reason`` says why)."""
     if against is not None:
         snap: Snapshot | None = ctx.store.get(against)
     else:
@@ -121,6 +124,14 @@ def status(ctx: Context, against: str | None = None, *, use_django: bool = False
     if snap is not None:
         ctx.store.verify_manifest(snap)
     project = ctx.project
+    files_reason = None
+    chosen = use_django is not None
+    if use_django is None:
+        use_django = project.fallback is None
+        if not use_django:
+            files_reason = f"the settings could not be imported: {project.fallback}"
+    elif not use_django:
+        files_reason = "asked for with --files"
     root = project.root
     live = [(f.app, f.path) for f in project.folders]
     live_paths = [p for _, p in live]
@@ -146,9 +157,19 @@ def status(ctx: Context, against: str | None = None, *, use_django: bool = False
         rows = ctx.engine(db).migration_rows()
         entry = snap.databases.get(db.alias) if snap is not None else None
         added, removed = row_changes(entry.get("migrations", []), rows) if entry is not None else ([], [])
+        state = None
         if use_django:
             ctx.reporter.step(f"asking Django's MigrationLoader about {db.alias}")
-            state = verify_state(project, db.alias)
+            try:
+                state = verify_state(project, db.alias)
+            except ConfigError as e:
+                # A broken history (a dependency on a deleted file) is what status is for: unless --django was
+                # asked for, report it from the files rather than not at all.
+                if chosen:
+                    raise
+                use_django = False
+                files_reason = f"Django's MigrationLoader failed ({e.message})"
+        if state is not None:
             known = set(disk) | {r for reps in disk.values() for r in reps}
             unapplied = [row(r) for r in state["unapplied"]]
             stale = [row(r) for r in state["stale"] if row(r) not in known]
@@ -182,6 +203,7 @@ def status(ctx: Context, against: str | None = None, *, use_django: bool = False
         databases=databases,
         missing_databases=missing_dbs,
         checked_by="django" if use_django else "files",
+        files_reason=files_reason,
     )
 
 
