@@ -30,6 +30,7 @@ def ok(p: Project, *args: str) -> dict:
     return json.loads(res.stdout)
 
 
+@pytest.mark.slow  # main-suite budget: make test-faults runs it
 def test_same_cli_as_the_script(sqlite_shop: Project) -> None:
     p = install_app(sqlite_shop)
     before = p.fingerprint()

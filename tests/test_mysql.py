@@ -321,6 +321,7 @@ def test_example_project_migrates_from_nothing_on_mysql(mysql_server, tmp_path: 
         assert p.fingerprint() == fp
 
 
+@pytest.mark.slow  # main-suite budget: make test-faults runs it
 def test_save_under_concurrent_writes_records_the_counts_of_its_dump(mysql_shop: Project) -> None:
     """The row counts in the manifest are those of the dump itself, however busy the application is: verify
     --deep restores the dump and compares them."""
@@ -352,6 +353,7 @@ def test_save_under_concurrent_writes_records_the_counts_of_its_dump(mysql_shop:
     assert 2 < tables["gadget"] == tables["gadget_log"] < 2 + len(written)  # the trigger's rows with their own
 
 
+@pytest.mark.slow  # main-suite budget: make test-faults runs it
 def test_a_session_holding_a_lock_is_named_after_the_bound(mysql_shop: Project) -> None:
     p = mysql_shop
     holder = my_admin(p.my_name)

@@ -143,6 +143,7 @@ def test_a_corrupted_or_forged_object_on_the_remote_is_refused(
     assert local_names(sqlite_shop, teammate) == [] and staged_debris(sqlite_shop, teammate) == []
 
 
+@pytest.mark.slow  # main-suite budget: make test-faults runs it
 def test_encrypted_push_needs_the_same_key_to_pull(sqlite_shop: Project, s3_server: S3Server, tmp_path: Path) -> None:
     url = s3_server.remote()
     key_file = tmp_path / "remote.key"
