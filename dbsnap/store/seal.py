@@ -60,21 +60,27 @@ def load_key(env: dict[str, str]) -> Key | None:
             path = default_key_file(env)
             if not path.exists():
                 return None
-        try:
-            st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfigError(f"seal key {path} is not a regular file")
-            if st.st_mode & 0o077:
-                raise ConfigError(
-                    f"seal key {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
-                    hint=f"chmod 600 {path}",
-                )
-            secret, source = path.read_bytes().strip(), str(path)
-        except OSError as e:
-            raise ConfigError(f"cannot read seal key {path}: {e.strerror or e}") from e
+        secret, source = read_key_file(path, "seal key"), str(path)
     if len(secret) < MIN_KEY_BYTES:
         raise ConfigError(f"seal key from {source} is shorter than {MIN_KEY_BYTES} bytes")
     return Key(secret, source)
+
+
+def read_key_file(path: Path, what: str) -> bytes:
+    """The stripped contents of key file ``path``: a regular file that no one but its owner may read (0600 or
+    stricter). ConfigError naming ``what`` otherwise, or when it cannot be read."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise ConfigError(
+                f"{what} {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
+                hint=f"chmod 600 {path}",
+            )
+        return path.read_bytes().strip()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from e
 
 
 def make_seal(manifest: dict, key: Key) -> dict:

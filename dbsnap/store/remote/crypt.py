@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ...errors import ConfigError, IntegrityError
+from ..seal import read_key_file
 
 ALGORITHM = "aes-256-gcm-stream-v1"
 MAGIC = b"DBSNAPE1"
@@ -61,18 +61,7 @@ def load_key(env: dict[str, str]) -> CryptKey | None:
         secret, source = raw.strip().encode(), "DBSNAP_ENCRYPTION_KEY"
     elif env.get("DBSNAP_ENCRYPTION_KEY_FILE"):
         path = Path(env["DBSNAP_ENCRYPTION_KEY_FILE"]).expanduser()
-        try:
-            st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode):
-                raise ConfigError(f"encryption key {path} is not a regular file")
-            if st.st_mode & 0o077:
-                raise ConfigError(
-                    f"encryption key {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
-                    hint=f"chmod 600 {path}",
-                )
-            secret, source = path.read_bytes().strip(), str(path)
-        except OSError as e:
-            raise ConfigError(f"cannot read encryption key {path}: {e.strerror or e}") from e
+        secret, source = read_key_file(path, "encryption key"), str(path)
     else:
         return None
     if len(secret) < MIN_KEY_BYTES:
