@@ -1,10 +1,11 @@
 """MySQL 8 and MariaDB 10.6+: ``mysqldump --single-transaction`` through zstd; restore into a scratch schema, swap
 every table in one ``RENAME TABLE`` (:mod:`.restore`).
 
-The dump and the facts recorded with it (row counts, ``django_migrations`` rows) come from the same moment: dbsnap
-holds ``LOCK TABLES ... READ`` on the live tables while its own consistent-snapshot transaction starts and until
-the dump tool has started its own (its first ``CREATE TABLE`` on the pipe), so no write commits between the two
-snapshots. Writers wait for those few milliseconds, never longer than db-lock-timeout for dbsnap to get the lock.
+The facts recorded with the dump (row counts, ``django_migrations`` rows) are read from the dump stream itself
+while it passes (:mod:`.dumpscan`): exactly what a restore holds, with no second pass over the server. The start
+is bounded: dbsnap holds ``LOCK TABLES ... READ`` on the live tables until the dump tool has started its
+consistent snapshot (its first ``CREATE TABLE`` on the pipe), so a session holding a write lock or running DDL is
+named after db-lock-timeout instead of leaving the tool waiting; writers wait for those few milliseconds.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .connection import (
     qi,
 )
 from .describe import SchemaMixin
+from .dumpscan import DumpScanner
 from .grants import GrantsMixin
 from .restore import RestoreMixin
 from .sessions import SessionsMixin
@@ -107,8 +109,8 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
 
     def dump(self, dest: Path, progress: Progress | None = None, dbname: str | None = None) -> DumpResult:
         schema = dbname or self.db.name
-        facts_conn = self.connect(schema)
         lock_conn = self.connect(schema)
+        scanner = DumpScanner()
         try:
             with self.option_file() as opt, stderr_file() as err:
                 argv = self.dump_argv(opt, schema)
@@ -120,12 +122,10 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                     if error_code(e) == ER_LOCK_WAIT_TIMEOUT:
                         raise self.blocked_error(f"reading {schema!r}", e) from e
                     raise ExternalError(
-                        f"reading {schema!r} failed: LOCK TABLES (to pair the dump with its row counts) was "
+                        f"reading {schema!r} failed: LOCK TABLES (that bounds the dump's start) was "
                         f"refused: {error_text(e)}",
                         hint=f"GRANT LOCK TABLES ON {qi(schema)}.* TO the role dbsnap connects as",
                     ) from e
-                self.q(facts_conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                self.q(facts_conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 started = threading.Event()
                 proc = procs.spawn(argv, stdout=subprocess.PIPE, stderr=err, env=self.env)
                 result: dict = {}
@@ -139,7 +139,9 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                             seen = seen[-16:] + chunk
                             if b"CREATE TABLE" in seen:
                                 started.set()
+                        scanner.feed(chunk)
                         yield chunk
+                    scanner.close()
                     started.set()
 
                 def pump() -> None:
@@ -166,8 +168,6 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                     with contextlib.suppress(MySQLdb.Error):
                         self.q(lock_conn, "UNLOCK TABLES")
                     faults.point("mysql.dump-unlocked")
-                    rows = self._migration_rows(facts_conn, schema)
-                    counts = self._table_counts(facts_conn, schema)
                 except BaseException:
                     proc.kill()
                     raise
@@ -184,10 +184,9 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                 raise self.blocked_error(f"reading {schema!r}", e) from e
             raise ExternalError(f"reading {schema!r} at {self.where()} failed: {error_text(e)}") from e
         finally:
-            for c in (lock_conn, facts_conn):
-                with contextlib.suppress(MySQLdb.Error):
-                    c.close()
-        return DumpResult(payload=result["info"], migrations=rows, tables=counts)
+            with contextlib.suppress(MySQLdb.Error):
+                lock_conn.close()
+        return DumpResult(payload=result["info"], migrations=scanner.migrations(), tables=scanner.tables())
 
     # -- restore helpers -------------------------------------------------------------------------------------
 
