@@ -45,10 +45,32 @@ def engine_class(kind: str) -> type[Engine]:
         from .sqlite import SQLiteEngine
 
         return SQLiteEngine
-    raise ConfigError(f"the {kind} engine is not supported yet (PostgreSQL and SQLite are)")
+    if kind == "mysql":
+        try:
+            from .mysql.engine import MySQLEngine
+        except ImportError as e:
+            raise ConfigError(
+                f"the mysql engine needs the mysqlclient driver ({e})",
+                hint="pip install 'dbsnap[mysql]' (building it needs: apt install libmariadb-dev pkg-config)",
+            ) from e
+        return MySQLEngine
+    raise ConfigError(f"the {kind} engine is not supported yet (PostgreSQL, MySQL and SQLite are)")
 
 
-KINDS = ("postgresql", "sqlite")
+KINDS = ("postgresql", "sqlite", "mysql")
+
+
+def plain_kind(head: bytes) -> str | None:
+    """The engine kind whose plain dump starts with ``head`` (a file's first 64 bytes), else None. Needs no
+    database driver: a MySQL dump is recognized without mysqlclient (importing it then says what is missing)."""
+    from .mysql.plain import recognizes
+
+    if recognizes(head):
+        return "mysql"
+    for kind in ("postgresql", "sqlite"):
+        if engine_class(kind).recognizes(head):
+            return kind
+    return None
 
 
 def preload() -> None:

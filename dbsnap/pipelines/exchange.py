@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..context import Context
-from ..engines import KINDS, engine_class
+from ..engines import engine_class, plain_kind
 from ..errors import ConfigError, UsageError
 from ..project.databases import Database
 from ..store import seal as sl
@@ -83,14 +83,15 @@ def _detect(path: Path) -> tuple[str, bool]:
                 head = f.read(64)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise UsageError(f"cannot read {path}: {e}") from e
-    for kind in KINDS:
-        if engine_class(kind).recognizes(head):
-            return kind, gz
-    raise UsageError(
-        f"{path.name} is not a dump dbsnap can import",
-        hint="import takes a pg_dump custom-format file (pg_dump -Fc; django-dbbackup's PostgreSQL backups) or an "
-        "SQLite database file, either one gzip-compressed or not; plain SQL dumps are not supported yet",
-    )
+    kind = plain_kind(head)
+    if kind is None:
+        raise UsageError(
+            f"{path.name} is not a dump dbsnap can import",
+            hint="import takes a pg_dump custom-format file (pg_dump -Fc; django-dbbackup's PostgreSQL backups), an "
+            "SQLite database file or a mysqldump/mariadb-dump SQL file, each gzip-compressed or not (plain SQL "
+            "dumps of PostgreSQL are not supported yet)",
+        )
+    return kind, gz
 
 
 def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None) -> Snapshot:

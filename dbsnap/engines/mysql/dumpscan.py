@@ -89,15 +89,18 @@ class DumpScanner:
                 pos = last
                 continue
             if self._create is not None:
-                stop = data.find(b"\n)", pos, end)
-                part = data[pos : end if stop < 0 else stop]
+                # The statement's last line starts with ")": the column lines start with two spaces.
+                if data.startswith(b")", pos):
+                    at = pos
+                else:
+                    at = data.find(b"\n)", pos, end)
+                    at = at + 1 if at >= 0 else -1  # the ")" after the newline
+                part = data[pos : end if at < 0 else at]
                 if self._create == MIGRATIONS:
                     self._columns += [_name(c) for c in _COLUMN.findall(part)]
-                if stop >= 0:
+                if at >= 0:
                     self._create = None
-                    pos = stop + 1
-                else:
-                    pos = end
+                pos = end if at < 0 else at
                 continue
             m = _HEADER.search(data, pos, end)
             if m is None:

@@ -21,9 +21,9 @@ import MySQLdb
 
 from ... import faults, procs
 from ...errors import ExternalError, IntegrityError
-from ...store.archive import compress_chunks, read_chunks
+from ...store.archive import PayloadInfo, compress_chunks, read_chunks
 from ..base import DumpResult, Engine, Progress, feed, read_tail, stderr_file
-from . import programs
+from . import plain, programs
 from .connection import (
     DATA_TYPES,
     ER_LOCK_WAIT_TIMEOUT,
@@ -44,6 +44,18 @@ from .sessions import SessionsMixin
 class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, SessionsMixin, Engine):
     kind = "mysql"
     payload_suffix = ".sql.zst"
+    plain_format = "plain SQL (the mysql client loads it: mysql DBNAME < FILE)"
+
+    @classmethod
+    def recognizes(cls, head: bytes) -> bool:
+        return plain.recognizes(head)
+
+    @classmethod
+    def import_plain(cls, src, dest: Path, progress: Progress | None = None) -> PayloadInfo:
+        """The payload of a plain dump, without the statements that would choose another schema than the one it
+        is restored into (``mysqldump --databases``); UsageError for dumps of several schemas (:mod:`.plain`)."""
+        neutral = plain.SchemaNeutral(Path(getattr(src, "name", "the dump")).name)
+        return compress_chunks(neutral.chunks(read_chunks(src)), dest, progress)
 
     # -- facts ----------------------------------------------------------------------------------------------
 
