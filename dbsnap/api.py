@@ -408,7 +408,7 @@ def prune_remote(
 
 
 def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
-    """Write a snapshot's database as the engine's plain dump (``pg_restore``-able, or the SQLite file)."""
+    """Write a snapshot's database as the engine's plain dump (``pg_restore``-able, the SQLite file, MySQL's SQL)."""
     from .pipelines import exchange
 
     recover_if_needed(ctx)
@@ -416,8 +416,8 @@ def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
 
 
 def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None) -> Snapshot:
-    """Take a plain dump (pg_dump -Fc, an SQLite file, gzipped or not: django-dbbackup's too) as a snapshot
-    with no migration folders; it is restored once into a scratch database before it is committed."""
+    """Take a plain dump (pg_dump -Fc, an SQLite file, mysqldump's SQL; gzipped or not: django-dbbackup's too) as
+    a snapshot with no migration folders; it is restored once into a scratch database before it is committed."""
     from .pipelines import exchange
 
     validate_name(name)

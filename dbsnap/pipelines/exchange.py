@@ -1,7 +1,8 @@
 """export and import: snapshots to and from the plain dumps of the rest of the ecosystem.
 
 ``export`` writes a snapshot's database as the engine's own plain dump (PostgreSQL: the ``pg_dump -Fc`` file that
-``pg_restore`` reads; SQLite: the database file), after checking its checksums. ``import`` takes such a dump
+``pg_restore`` reads; SQLite: the database file; MySQL: the SQL the ``mysql`` client loads), after checking its
+checksums. ``import`` takes such a dump
 (gzip-compressed too, as django-dbbackup writes them with ``--compress``), restores it once into a scratch
 database to prove it is whole and to record its tables and migration rows, and commits it as a snapshot flagged
 ``"migrations": {"none": true}``: it holds no migration folders, so a rollback to it restores the database only.
