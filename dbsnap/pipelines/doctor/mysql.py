@@ -1,5 +1,6 @@
 """Doctor's checks of a MySQL/MariaDB database: the dump and client tools against the server, and the
-privileges each step needs (scratch schemas for the swap, LOCK TABLES for the paired dump, ending sessions)."""
+privileges each step needs (scratch schemas for the swap, LOCK TABLES that bounds the dump's start, ending
+sessions)."""
 
 from __future__ import annotations
 
