@@ -62,11 +62,18 @@ class DumpScanner:
         self._migration_values: list[bytes] = []
 
     def feed(self, chunk: bytes) -> None:
-        data = self._tail + chunk if self._tail else chunk
-        end = data.rfind(b"\n") + 1
-        self._tail = data[end:]
-        if end:
-            self._lines(data, end)
+        end = chunk.rfind(b"\n") + 1
+        if not end:
+            self._tail += chunk
+            return
+        start = 0
+        if self._tail:
+            # The line cut by the last chunk, completed: read on its own, so the chunk itself is never copied.
+            first = chunk.index(b"\n") + 1
+            self._lines(self._tail + chunk[:first], len(self._tail) + first)
+            start = first
+        self._tail = chunk[end:]
+        self._lines(chunk, end, start)
 
     def close(self) -> None:
         """The end of the stream: its last line, if it has no newline."""
@@ -74,9 +81,8 @@ class DumpScanner:
             data, self._tail = self._tail + b"\n", b""
             self._lines(data, len(data))
 
-    def _lines(self, data: bytes, end: int) -> None:
-        """Read the complete lines ``data[:end]`` (``end`` is just after a newline)."""
-        pos = 0
+    def _lines(self, data: bytes, end: int, pos: int = 0) -> None:
+        """Read the complete lines ``data[pos:end]`` (``pos`` a line start, ``end`` just after a newline)."""
         while pos < end:
             if self._rows_of is not None:
                 stop = data.find(b");\n", pos, end)  # the last row ends in ");", every other one in "),"
