@@ -102,7 +102,7 @@ class Context:
         """One engine per alias for the whole command, so that its facts (server version, tools, restore mode)
         are looked up once, not again by the plan, the safety snapshot and the restore."""
         if db.alias not in self._engines:
-            engine = engine_for(db, self.project.env)
+            engine = engine_for(db, self.project.env, self.project.compose)
             engine.bounds = self.bounds
             self._engines[db.alias] = engine
         return self._engines[db.alias]
