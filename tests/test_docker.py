@@ -114,7 +114,8 @@ def _make(tmp_path: Path, command: list[str]) -> ComposeProject:
     text = (HERE / "project" / "compose.yaml").read_text().replace("@SECRET@", p.secret).replace("@DBSNAP@", str(REPO))
     (root / "compose.yaml").write_text(text)
     shutil.copy(HERE / "project" / "pyproject.toml", root / "pyproject.toml")
-    p.compose("up", "-d", "--wait")
+    # v1 has no --wait (it prints its usage and exits 0): its depends_on waits for db's health check instead.
+    p.compose("up", "-d", *(["--wait"] if command[-1] == "compose" else []))
     return p
 
 
@@ -194,7 +195,7 @@ def test_save_reset_rollback_round_trip_on_compose_project(cp: ComposeProject) -
 def test_kill_9_during_rollback_is_recovered_by_next_command(cp: ComposeProject) -> None:
     cp.ok("save", "seeded")
     seeded = cp.fingerprint()
-    cp.psql("DELETE FROM orders_orderline; CREATE TABLE later (id int)")
+    cp.psql("DELETE FROM orders_orderitem; CREATE TABLE later (id int)")
     (cp.root / "orders" / "migrations" / "0003_later.py").write_text("# added after the snapshot\n")
     changed = cp.fingerprint()
     killed = cp.dbsnap("rollback", "seeded", "--yes", env={"DBSNAP_FAULT": "rollback.after-db-swap"})
@@ -228,7 +229,7 @@ def test_compose_v1_round_trip(tmp_path: Path) -> None:
         before = p.fingerprint()
         env = {"DBSNAP_COMPOSE_COMMAND": "docker-compose"}
         p.ok("save", "one", env=env)
-        p.psql("DELETE FROM orders_orderline")
+        p.psql("DELETE FROM orders_orderitem")
         p.ok("rollback", "one", "--yes", env=env)
         assert p.fingerprint() == before
 
@@ -238,14 +239,24 @@ def test_dbsnap_inside_web_container_is_a_plain_local_run(cp: ComposeProject) ->
     run = ["exec", "-T", "web", "python", "-m", "dbsnap"]
     # The same pyproject.toml (bind-mounted) says compose = {...}: inside a container dbsnap ignores it.
     cp.compose(*run, "save", "inside")
-    cp.psql("DELETE FROM orders_orderline")
+    cp.psql("DELETE FROM orders_orderitem")
     cp.compose(*run, "rollback", "inside", "--yes")
     assert cp.fingerprint() == before
-    # doctor names the package when the client pg_dump is older than the server.
-    fake = cp.root / "oldbin"
-    fake.mkdir()
-    (fake / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 13.14'\n")
-    (fake / "pg_dump").chmod(0o755)
-    doctor = cp.compose(*[*run[:2], "-e", "DBSNAP_PG_DUMP=/app/oldbin/pg_dump", *run[2:]], "doctor", check=False)
+    # doctor names the package when the image's client pg_dump is older than the server: here the web image's
+    # own client is moved away and an old one stands on PATH, as in an image built with an older distribution's.
+    old = "#!/bin/sh\necho 'pg_dump (PostgreSQL) 13.14'\n"
+    cp.compose(
+        "exec",
+        "-T",
+        "web",
+        "sh",
+        "-c",
+        "mv /usr/lib/postgresql /usr/lib/postgresql.off && cat > /usr/local/bin/pg_dump && chmod 755 /usr/local/bin/pg_dump",
+        input=old.encode(),
+    )
+    doctor = cp.compose(*run, "doctor", check=False)
     out = doctor.stdout.decode() + doctor.stderr.decode()
-    assert doctor.returncode != 0 and "older than the PostgreSQL server" in out and "postgresql-client-15" in out, out
+    assert doctor.returncode != 0, out
+    line = next(ln for ln in out.splitlines() if ln.startswith("fail  pg_dump"))
+    assert "13.14 is older than the PostgreSQL server (15)" in line, out
+    assert "fix: install postgresql-client-15" in out, out

@@ -78,6 +78,8 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
         """Whether the settings' HOST is the compose db service, which this host cannot resolve: dbsnap's own
         connections then go to the container's address (see project/compose.py for why)."""
         if "routed" not in self._cache:
+            if self.compose is not None and self.compose.db is not None:
+                self.compose.container(self.compose.db)  # one line when the engine or the service is not there
             self._cache["routed"] = self.compose is not None and self.compose.routes(self.db.host or "")
         return self._cache["routed"]
 
