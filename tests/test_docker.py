@@ -222,6 +222,17 @@ def test_clear_errors_exit_5_and_nothing_changed(cp: ComposeProject) -> None:
     failing = cp.dbsnap("save", "x", env={"DBSNAP_PG_DUMP": "docker compose exec -T db false"})
     assert failing.returncode == 5 and "pg_dump" in failing.stderr, failing.stderr
     assert not (cp.store / "x").exists() and cp.fingerprint() == before
+    # doctor on the host checks the tools where they run: inside the db service.
+    doctor = cp.ok("doctor").stdout
+    assert "pg_dump" in doctor and "fail " not in doctor, doctor
+    # Not configured: info shows the compose file it found and the line to add, and uses none of it.
+    (cp.root / "pyproject.toml").write_text("")
+    info = cp.dbsnap("info").stdout + cp.dbsnap("info").stderr
+    want = (
+        "compose:   compose.yaml found (services: db, web), not used; "
+        'to run the tools in it: [tool.dbsnap] compose = { db = "db", web = "web" }'
+    )
+    assert want in info, info
 
 
 def test_compose_v1_round_trip(tmp_path: Path) -> None:
@@ -251,7 +262,8 @@ def test_dbsnap_inside_web_container_is_a_plain_local_run(cp: ComposeProject) ->
         "web",
         "sh",
         "-c",
-        "mv /usr/lib/postgresql /usr/lib/postgresql.off && cat > /usr/local/bin/pg_dump && chmod 755 /usr/local/bin/pg_dump",
+        "mv /usr/lib/postgresql /usr/lib/postgresql.off && cat > /usr/local/bin/pg_dump && chmod 755 "
+        "/usr/local/bin/pg_dump",
         input=old.encode(),
     )
     doctor = cp.compose(*run, "doctor", check=False)

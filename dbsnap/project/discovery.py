@@ -24,7 +24,6 @@ from dotenv import dotenv_values
 
 from .. import procs
 from ..errors import ConfigError
-from ..settings import read_pyproject
 from .child import MARK, script
 from .compose import Compose, configured
 from .databases import Database, database_from_config, databases_from_env, disagreements
@@ -355,8 +354,10 @@ def settings_module_for(root: Path) -> str | None:
     return os.environ.get("DJANGO_SETTINGS_MODULE") or settings_module_from_manage(root)
 
 
-def discover(project: Path | None = None, python: str | None = None) -> Project:
-    """Find the project and load its settings as manage.py does; fall back to env variables and a scan if needed."""
+def discover(project: Path | None = None, python: str | None = None, compose_table: object = None) -> Project:
+    """Find the project and load its settings as manage.py does (inside the compose web service when
+    ``compose_table``, the ``[tool.dbsnap] compose`` setting, or the environment says so); fall back to env
+    variables and a scan if needed."""
     root = find_root(project if project is not None else loaded_root())
     env = load_env(root)
     python = python or env.get("DBSNAP_PYTHON") or sys.executable
@@ -365,7 +366,7 @@ def discover(project: Path | None = None, python: str | None = None) -> Project:
         module = os.environ.get("DJANGO_SETTINGS_MODULE") or ""
         return project_from_settings(root, env, collect(str(root)), module, sys.executable, manage_env(module))
     settings_module = settings_module_for(root)
-    compose = configured(root, env, read_pyproject(root).get("compose"))
+    compose = configured(root, env, compose_table)
     reason = None
     if settings_module:
         try:
