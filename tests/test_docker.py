@@ -209,6 +209,9 @@ def test_kill_9_during_rollback_is_recovered_by_next_command(cp: ComposeProject)
 
 def test_clear_errors_exit_5_and_nothing_changed(cp: ComposeProject) -> None:
     before = cp.fingerprint()
+    down = cp.dbsnap("save", "x", env={"DOCKER_HOST": f"unix://{cp.root}/no-engine.sock"})
+    assert down.returncode == 5, down.stderr
+    assert "the container engine is not running" in down.stderr and len(down.stderr.splitlines()) <= 2, down.stderr
     bad = cp.dbsnap("save", "x", env={"DBSNAP_COMPOSE_DB": "nosuch"})
     assert bad.returncode == 5, bad.stderr
     assert "no such service" in bad.stderr and "Traceback" not in bad.stderr
