@@ -64,6 +64,13 @@ else
     docker_up || { tail -30 "$STATE/dockerd.log" >&2; die "dockerd did not start (log: $STATE/dockerd.log)"; }
 fi
 
+# What an interrupted test run left (its compose projects are named dbsnapt<pid><6 hex>): containers, volumes, networks.
+left=$(docker ps -a --filter 'label=com.docker.compose.project' --format '{{.ID}} {{.Label "com.docker.compose.project"}}' |
+    awk '$2 ~ /^dbsnapt[0-9]+[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]$/ {print $1}')
+[[ -z "$left" ]] || { step "removing containers left by an interrupted run"; docker rm -f $left >/dev/null; }
+docker volume ls -q | grep -E '^dbsnapt[0-9]+[0-9a-f]{6}_' | xargs -r docker volume rm >/dev/null || true
+docker network ls --format '{{.Name}}' | grep -E '^dbsnapt[0-9]+[0-9a-f]{6}_' | xargs -r docker network rm >/dev/null || true
+
 MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 if ! docker image inspect dbsnap-test/bookworm >/dev/null 2>&1; then
