@@ -94,7 +94,25 @@ def info(ctx: Context) -> dict:
         "differences": p.differences,
         "store": str(ctx.store.root),
         "snapshots": len(ctx.store.list()),
+        "compose": _compose_info(p),
     }
+
+
+def _compose_info(p) -> dict | None:
+    """The compose services dbsnap uses (where the project is mounted in web, where db is reached), or a compose
+    file found and not configured (``configured`` False), or None."""
+    from .project.compose import detect
+
+    if p.compose is None:
+        found = detect(p.root)
+        return {"configured": False, **found} if found else None
+    c = p.compose
+    out = {"configured": True, **c.public()}
+    if c.web:
+        out["web_workdir"] = c.web_workdir()
+    if c.db and any(c.routes(db.host) for db in p.databases.values() if db.kind == "postgresql"):
+        out["db_address"] = c.db_address()
+    return out
 
 
 def save(

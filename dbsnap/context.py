@@ -14,6 +14,7 @@ from .project.discovery import Project, discover, find_root, load_env, loaded_ro
 from .report import Reporter
 from .settings import (
     Settings,
+    read_pyproject,
     resolve_bounds,
     resolve_jobs,
     resolve_lock_timeout,
@@ -70,7 +71,7 @@ class Context:
             if self.root is None:
                 find_root(None)  # raises the "no Django project found" error
             preload()
-            self._project = discover(self.root)
+            self._project = discover(self.root, compose_table=read_pyproject(self.root).get("compose"))
             if self._project.fallback:
                 self.reporter.warn(
                     f"{self._project.fallback}; using "
@@ -102,7 +103,7 @@ class Context:
         """One engine per alias for the whole command, so that its facts (server version, tools, restore mode)
         are looked up once, not again by the plan, the safety snapshot and the restore."""
         if db.alias not in self._engines:
-            engine = engine_for(db, self.project.env)
+            engine = engine_for(db, self.project.env, self.project.compose)
             engine.bounds = self.bounds
             self._engines[db.alias] = engine
         return self._engines[db.alias]

@@ -167,6 +167,22 @@ def info_text(d: dict) -> str:
     for diff in d.get("differences", []):
         lines.append(f"difference: {diff}")
     lines.append(f"store:     {d['store']} ({d['snapshots']} snapshots)")
+    c = d.get("compose")
+    if c and c["configured"]:
+        where = []
+        if c.get("db"):
+            routed = f", dbsnap connects to {c['db_address']}" if c.get("db_address") else ""
+            where.append(f"pg_dump/pg_restore/psql in service {c['db']!r}{routed}")
+        if c.get("web"):
+            where.append(f"manage.py and settings in service {c['web']!r} at {c.get('web_workdir')}")
+        lines.append(f"compose:   {'; '.join(where)} ({c['command']}; from {c['source']})")
+    elif c:
+        db, web = c.get("db"), c.get("web")
+        suggestion = ", ".join(f"{k} = {v!r}" for k, v in (("db", db), ("web", web)) if v).replace("'", '"')
+        lines.append(
+            f"compose:   {c['file']} found (services: {', '.join(c['services']) or '-'}), not used"
+            + (f"; to run the tools in it: [tool.dbsnap] compose = {{ {suggestion} }}" if suggestion else "")
+        )
     return "\n".join(lines)
 
 

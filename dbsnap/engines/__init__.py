@@ -7,12 +7,20 @@ import importlib
 import threading
 
 from ..errors import ConfigError
+from ..project.compose import Compose
 from ..project.databases import Database
 from .base import Engine
 
 
-def engine_for(db: Database, env: dict[str, str]) -> Engine:
-    """The Engine instance for a database; ConfigError for kinds not supported yet."""
+def engine_for(db: Database, env: dict[str, str], compose: Compose | None = None) -> Engine:
+    """The Engine instance for a database (its tools run in the compose db service when ``compose`` says so);
+    ConfigError for kinds not supported yet."""
+    engine = _engine_for(db, env)
+    engine.compose = compose
+    return engine
+
+
+def _engine_for(db: Database, env: dict[str, str]) -> Engine:
     if db.kind == "postgresql":
         from .postgresql.engine import PostgreSQLEngine
 

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from .. import procs
 from ..errors import ConfigError, ExternalError
+from ..project.compose import Compose
 from ..project.databases import Database
 from ..schema import Prerequisite, Schema
 from ..settings import Bounds
@@ -74,6 +75,8 @@ class Engine(ABC):
         self.checkpoint: Callable[[dict], None] = lambda state: None
         self._cache: dict = {}  # facts that do not change during one command (server version, tool paths)
         self.bounds = Bounds()  # how long to wait on the server; the context sets the configured ones
+        # The compose project whose db service runs this engine's tools (project/compose.py), when configured.
+        self.compose: Compose | None = None
 
     def end_sessions(self, keep_idle: bool = False) -> list[str]:
         """End the other sessions on the live database before anything is changed (a rollback or reset, before

@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import faults, procs
 from ..context import Context
 from ..errors import ConfigError, DbsnapError, Interrupted, ResetError, UsageError, os_error_text
+from ..project.compose import on_local_bridge
 from ..project.databases import Database
 from ..project.discovery import MigrationFolder
 from ..project.manage_steps import debug_from_manage, manage, verify_state
@@ -92,11 +93,12 @@ class StepFailed(Exception):
 
 
 def is_local_host(host: str) -> bool:
-    """Local: a Unix socket, localhost, a loopback address, or a single-label name (a compose service)."""
+    """Local: a Unix socket, localhost, a loopback address, a single-label name (a compose service), or an
+    address on one of this machine's bridge networks (a container here, e.g. a compose db service's IP)."""
     if not host or host.startswith("/") or host == "localhost":
         return True
     try:
-        return ip_address(host).is_loopback
+        return ip_address(host).is_loopback or on_local_bridge(host)
     except ValueError:
         return "." not in host
 

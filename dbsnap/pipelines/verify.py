@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ..context import Context
 from ..engines import engine_for
 from ..errors import DbsnapError, IntegrityError
+from ..project.compose import Compose
 from ..project.databases import Database
 from ..store import confine
 from ..store import seal as sl
@@ -132,6 +133,14 @@ def archive_members(path, folders: list[str], name: str) -> dict[str, str]:
     return out
 
 
+def _compose_of(ctx: Context) -> Compose | None:
+    """The project's compose services, when it has them and can be discovered (verify also runs outside)."""
+    try:
+        return ctx.project.compose if ctx.root else None
+    except DbsnapError:
+        return None
+
+
 def _database_for(ctx: Context, alias: str, saved: dict) -> Database:
     """Where to restore for --deep: the project's own connection settings when they match, else the manifest's."""
     try:
@@ -154,7 +163,7 @@ def check_deep(ctx: Context, snap: Snapshot) -> list[str]:
     """Restore every database into scratch and compare; check the migration archive against the manifest."""
     done = []
     for alias, saved in snap.databases.items():
-        engine = engine_for(_database_for(ctx, alias, saved), ctx.env)
+        engine = engine_for(_database_for(ctx, alias, saved), ctx.env, _compose_of(ctx))
         facts = engine.restored_facts(snap.path / saved["payload"])
         if facts["migrations"] != saved["migrations"]:
             raise IntegrityError(

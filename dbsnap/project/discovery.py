@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 from .. import procs
 from ..errors import ConfigError
 from .child import MARK, script
+from .compose import Compose, configured
 from .databases import Database, database_from_config, databases_from_env, disagreements
 
 SKIP_DIRS = {
@@ -84,6 +85,7 @@ class Project:
     differences: list[str] = field(default_factory=list)  # where dbsnap's environment and the settings disagree
     dbsnap_settings: dict | None = None  # settings.py ``DBSNAP``, when the settings were imported
     django_env: dict[str, str] = field(default_factory=dict, repr=False)  # what manage.py runs with
+    compose: Compose | None = None  # the compose services dbsnap runs tools and manage.py in, when configured
 
     @property
     def regenerable(self) -> list[MigrationFolder]:
@@ -175,13 +177,24 @@ def manage_env(settings_module: str | None) -> dict[str, str]:
     return env
 
 
-def _run_child(root: Path, settings_module: str, python: str) -> dict:
+def _run_child(root: Path, settings_module: str, python: str, compose: Compose | None = None) -> dict:
     child_env = manage_env(settings_module)
     child_env["DJANGO_SETTINGS_MODULE"] = settings_module
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), child_env.get("PYTHONPATH", "")]))
+    argv = [python, "-c", script("discover")]
+    if compose is not None and compose.web:
+        # Inside the web service, with the container's own environment (as `docker compose exec` gives it), in
+        # the folder the project is mounted at; the paths it reports are mapped back to the host below.
+        workdir = compose.web_workdir()
+        code = f"import sys; sys.path.insert(0, {workdir!r}); " + script("discover")
+        child_env = manage_env(None)
+        child_env["DJANGO_SETTINGS_MODULE"] = settings_module
+        argv = compose.exec_argv(
+            compose.web, [compose.python, "-c", code], ("DJANGO_SETTINGS_MODULE",), workdir=workdir
+        )
     try:
         proc = procs.run(
-            [python, "-c", script("discover")],
+            argv,
             cwd=root,
             env=child_env,
             stdout=subprocess.PIPE,
@@ -195,7 +208,13 @@ def _run_child(root: Path, settings_module: str, python: str) -> dict:
     if proc.returncode != 0 or line is None:
         tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         raise _SettingsUnavailable(tail[-1] if tail else f"exit code {proc.returncode}")
-    return json.loads(line[len(MARK) :])
+    data = json.loads(line[len(MARK) :])
+    if compose is not None and compose.web:
+        for app in data.get("apps", []):
+            for key in ("path", "dir"):
+                if app.get(key):
+                    app[key] = compose.to_host(app[key])
+    return data
 
 
 def _folders(root: Path, apps: list[dict]) -> tuple[list[MigrationFolder], list[NotManaged]]:
@@ -335,8 +354,10 @@ def settings_module_for(root: Path) -> str | None:
     return os.environ.get("DJANGO_SETTINGS_MODULE") or settings_module_from_manage(root)
 
 
-def discover(project: Path | None = None, python: str | None = None) -> Project:
-    """Find the project and load its settings as manage.py does; fall back to env variables and a scan if needed."""
+def discover(project: Path | None = None, python: str | None = None, compose_table: object = None) -> Project:
+    """Find the project and load its settings as manage.py does (inside the compose web service when
+    ``compose_table``, the ``[tool.dbsnap] compose`` setting, or the environment says so); fall back to env
+    variables and a scan if needed."""
     root = find_root(project if project is not None else loaded_root())
     env = load_env(root)
     python = python or env.get("DBSNAP_PYTHON") or sys.executable
@@ -345,11 +366,14 @@ def discover(project: Path | None = None, python: str | None = None) -> Project:
         module = os.environ.get("DJANGO_SETTINGS_MODULE") or ""
         return project_from_settings(root, env, collect(str(root)), module, sys.executable, manage_env(module))
     settings_module = settings_module_for(root)
+    compose = configured(root, env, compose_table)
     reason = None
     if settings_module:
         try:
-            data = _run_child(root, settings_module, python)
-            return project_from_settings(root, env, data, settings_module, python, manage_env(settings_module))
+            data = _run_child(root, settings_module, python, compose)
+            found = project_from_settings(root, env, data, settings_module, python, manage_env(settings_module))
+            found.compose = compose
+            return found
         except _SettingsUnavailable as e:
             reason = f"settings {settings_module} could not be imported here: {e}"
     else:
@@ -369,4 +393,5 @@ def discover(project: Path | None = None, python: str | None = None) -> Project:
         fallback=reason,
         python=python,
         django_env=manage_env(settings_module),
+        compose=compose,
     )

@@ -17,7 +17,12 @@ def manage_prefix(project: Project) -> list[str]:
     """How manage.py is run: ``DBSNAP_MANAGE`` (e.g. ``docker compose exec -T web python manage.py``) or the
     project's interpreter with ``manage.py`` in the project root."""
     prefix = project.env.get("DBSNAP_MANAGE")
-    return shlex.split(prefix) if prefix else [project.python, "manage.py"]
+    if prefix:
+        return shlex.split(prefix)
+    compose = project.compose
+    if compose is not None and compose.web:
+        return compose.exec_argv(compose.web, [compose.python, "manage.py"], workdir=compose.web_workdir())
+    return [project.python, "manage.py"]
 
 
 def manage(project: Project, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:

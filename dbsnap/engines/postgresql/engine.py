@@ -65,7 +65,30 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
     # -- connections and tools --------------------------------------------------------------------------
 
     def where(self) -> str:
-        return f"{self.db.host or 'local socket'}:{self.db.port or 5432} as {self.db.user or '(default user)'}"
+        via = ""
+        if self.routed():
+            via = f" (compose service {self.compose.db!r})"  # type: ignore[union-attr]
+        return f"{self.db.host or 'local socket'}:{self.db.port or 5432}{via} as {self.db.user or '(default user)'}"
+
+    def tools_in_container(self) -> bool:
+        """Whether pg_dump/pg_restore/psql run inside the compose db service (no DBSNAP_PG_* override)."""
+        return self.compose is not None and self.compose.db is not None
+
+    def routed(self) -> bool:
+        """Whether the settings' HOST is the compose db service, which this host cannot resolve: dbsnap's own
+        connections then go to the container's address (see project/compose.py for why)."""
+        if "routed" not in self._cache:
+            if self.compose is not None and self.compose.db is not None:
+                self.compose.container(self.compose.db)  # one line when the engine or the service is not there
+            self._cache["routed"] = self.compose is not None and self.compose.routes(self.db.host or "")
+        return self._cache["routed"]
+
+    def address(self) -> tuple[str | None, str | None]:
+        """(host, port) for dbsnap's own connections."""
+        if self.routed():
+            assert self.compose is not None
+            return self.compose.db_address(), str(self.db.port or 5432)
+        return self.db.host or None, (str(self.db.port) if self.db.port else None)
 
     def connect(self, dbname: str | None = None, autocommit: bool = True) -> psycopg.Connection:
         """A connection to ``dbname`` (default: the live database); ExternalError naming host, port and user.
@@ -74,10 +97,11 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
         kwargs = {k: v for k, v in self.db.options.items() if k in _OPTION_ENV or k == "connect_timeout"}
         kwargs.setdefault("connect_timeout", 10)
         kwargs["options"] = connect_options(self.bounds)
+        host, port = self.address()
         try:
             return psycopg.connect(
-                host=self.db.host or None,
-                port=self.db.port or None,
+                host=host,
+                port=port,
                 user=self.db.user or None,
                 password=self.db.password or None,
                 dbname=dbname or self.db.name,
@@ -94,15 +118,22 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
             ) from e
 
     def maintenance(self) -> psycopg.Connection:
-        """A connection to a database other than the live one, for CREATE/RENAME/DROP DATABASE."""
+        """A connection to a database other than the live one, for CREATE/RENAME/DROP DATABASE; the error keeps
+        the cause of the first failure (a refused connection, a password, a missing database)."""
+        first: ExternalError | None = None
         for name in ("postgres", "template1"):
             if name == self.db.name:
                 continue
             try:
                 return self.connect(name)
-            except ExternalError:
+            except ExternalError as e:
+                first = first or e
                 continue
-        raise ExternalError(f"cannot connect to a maintenance database (postgres or template1) at {self.where()}")
+        cause = first.message.split(": ", 1)[-1] if first else "no database to connect to"
+        raise ExternalError(
+            f"cannot connect to a maintenance database (postgres or template1) at {self.where()}: {cause}",
+            hint=first.hint if first else None,
+        )
 
     def tool_env(self, dbname: str | None = None) -> dict[str, str]:
         """Environment for pg_dump/pg_restore/psql: connection settings and the password, never argv.
@@ -123,6 +154,10 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
         for opt, var in _OPTION_ENV.items():
             if opt in self.db.options:
                 env[var] = str(self.db.options[opt])
+        if self.tools_in_container() and not self.routed():
+            # The tools run beside the server, inside the db service: a HOST that names the host's published
+            # port means nothing there; the server is on the container's own loopback, on its default port.
+            env["PGHOST"], env["PGPORT"] = "127.0.0.1", "5432"
         env["PGAPPNAME"] = "dbsnap"
         env["PGCONNECT_TIMEOUT"] = str(self.db.options.get("connect_timeout", 10))
         return env
@@ -150,6 +185,18 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
     def _find_tool(self, name: str, server_major: int) -> tuple[list[str], str]:
         var = {"pg_dump": "DBSNAP_PG_DUMP", "pg_restore": "DBSNAP_PG_RESTORE", "psql": "DBSNAP_PSQL"}[name]
         candidates: list[list[str]] = []
+        if self.tools_in_container() and not self.env.get(var):
+            assert self.compose is not None and self.compose.db is not None
+            from ...project.compose import PG_NAMES
+
+            self.compose.container(self.compose.db)  # one line when the engine or the service is not there
+            cmd = self.compose.exec_argv(self.compose.db, [name], PG_NAMES)
+            major, ver = _client_major(run([*cmd, "--version"], self.env, f"{name} --version in the db service", 60))
+            if major < server_major:
+                raise ExternalError(
+                    f"{name} {ver} in compose service {self.compose.db!r} is older than the server ({server_major})"
+                )
+            return cmd, ver
         bin_dir = self.env.get("DBSNAP_PG_BIN")
         with contextlib.suppress(ExternalError):
             candidates.append(tool_command(self.env, var, name, bin_dir))

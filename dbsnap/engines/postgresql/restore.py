@@ -136,6 +136,8 @@ class RestoreMixin:
         argv = [*pg_restore, "--no-password", "--exit-on-error", "-d", dbname]
         env, what = self.tool_env(dbname), f"pg_restore into {dbname!r}"
         jobs = int(state.get("jobs") or 1)
+        if getattr(self, "tools_in_container", lambda: False)():
+            jobs = 1  # a spooled file on the host is not there for a pg_restore inside a container: stream it
         spool = self._spool(payload, state, progress) if jobs > 1 else None
         if spool is None:
             self._feed([*argv, "--single-transaction"], payload, progress, env=env, what=what)

@@ -29,7 +29,7 @@ def check_databases(ctx: Context, project: Project) -> list[Check]:
     for db in dbs:
         name = f"database {db.alias}"
         try:
-            engine = engine_for(db, project.env)
+            engine = engine_for(db, project.env, project.compose)
         except DbsnapError as e:
             checks.append(Check(name, FAIL, e.message, e.hint or "use a PostgreSQL or SQLite database"))
             continue

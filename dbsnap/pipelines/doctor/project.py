@@ -12,6 +12,7 @@ import dbsnap
 from ... import __version__
 from ...context import Context
 from ...project.discovery import Project, discover, find_root
+from ...settings import read_pyproject
 from .check import FAIL, OK, WARN, Check
 
 DEPENDENCIES = ("click", "dj-database-url", "psycopg", "python-dotenv", "zstandard")
@@ -53,7 +54,7 @@ def check_project(ctx: Context) -> Check:
 
 def check_settings(ctx: Context, holder: list[Project]) -> Check:
     """Discovery, run here rather than through ``ctx.project`` so that a fallback is a check, not a warning."""
-    project = discover(ctx.root)
+    project = discover(ctx.root, compose_table=read_pyproject(ctx.root).get("compose"))
     holder.append(project)
     n = len(project.databases)
     found = f"{n} database{'s' if n != 1 else ''}"
