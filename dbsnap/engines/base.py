@@ -148,6 +148,17 @@ class Engine(ABC):
         ``extras`` (functions, views, triggers), in an order they can be created in. None where unsupported."""
         return []
 
+    # -- the live database kept aside by rename and put back (O(1)); PostgreSQL and SQLite -------------------
+
+    def keep_as_clone(self, target) -> object:
+        """Move the live database aside to ``target`` (PostgreSQL: a database name, sealed; SQLite: a file path),
+        leaving no live database; see the engines' own docstrings for what they return."""
+        raise ConfigError(f"keeping the live database aside is not supported on {self.kind} databases")
+
+    def put_clone_in_place(self, source, expected) -> None:
+        """Make ``source`` (kept by :meth:`keep_as_clone`) the live database again; refuses when one is live."""
+        raise ConfigError(f"putting a kept database in place is not supported on {self.kind} databases")
+
     @abstractmethod
     def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
         """Choose the names a restore will use (recorded in the journal before anything is created)."""

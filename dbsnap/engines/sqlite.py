@@ -14,7 +14,7 @@ from .. import faults
 from ..errors import ExternalError, IntegrityError, RollbackError
 from ..schema import Schema
 from ..store.archive import compress_chunks, decompress_to, read_chunks
-from ..store.fsutil import fsync_dir, remove_tree
+from ..store.fsutil import fsync_dir, move_file, remove_tree, sha256_file
 from .base import DumpResult, Engine, Progress
 from .sqlite_schema import describe
 
@@ -303,6 +303,33 @@ class SQLiteEngine(Engine):
         if swap != "renaming" or not state.get("new_id"):
             return False
         return _identity(Path(state["live"])) == state["new_id"]
+
+    # -- the live file kept in the store, and a kept file put back as the live one ---------------------------
+
+    def keep_as_clone(self, dest: Path) -> dict:
+        """Move the live file to the new path ``dest`` (in the store): a rename, or a copy across file systems
+        (:func:`~dbsnap.store.fsutil.move_file`). Its WAL is folded in first (RollbackError, nothing changed,
+        when another process is writing); its ``-wal``/``-shm`` go. Returns ``{"sha256", "bytes"}`` of the file.
+
+        Afterwards there is no live file: the caller puts one there (a swap, or :meth:`put_clone_in_place`)."""
+        if not self.path.is_file():
+            raise RollbackError(f"SQLite database {self.path} does not exist; nothing was changed")
+        self._checkpoint_live()
+        facts = {"sha256": sha256_file(self.path), "bytes": self.path.stat().st_size}
+        move_file(self.path, Path(dest))
+        self._drop_sidecars(self.path)
+        return facts
+
+    def put_clone_in_place(self, src: Path, expected_sha256: str) -> None:
+        """Move the kept file ``src`` to the live path. Refuses (RollbackError, nothing changed) when a live file
+        exists, or when ``src`` is missing or its SHA-256 is not ``expected_sha256``."""
+        src = Path(src)
+        if self.path.exists():
+            raise RollbackError(f"cannot put {src} in place: {self.path} exists; nothing was changed")
+        if not src.is_file() or sha256_file(src) != expected_sha256:
+            raise RollbackError(f"cannot put {src} in place: it is missing or was changed; nothing was changed")
+        self._drop_sidecars(self.path)  # a stale -wal beside the new file would be replayed into it
+        move_file(src, self.path)
 
 
 def restore_names(live: Path, token: str) -> tuple[Path, Path]:

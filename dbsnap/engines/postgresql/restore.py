@@ -212,18 +212,30 @@ class RestoreMixin:
                 return pids
             time.sleep(0.05)
 
-    def _rename_pair(self, first: tuple[str, str], second: tuple[str, str]) -> None:
+    def _rename_pair(self, first: tuple[str, str], second: tuple[str, str], seal: str | None = None) -> None:
         """Rename two databases in one transaction (both or neither), terminating sessions on them first; give
-        up after ``bounds.terminate_timeout`` with an error naming the sessions that stayed."""
+        up after ``bounds.terminate_timeout`` with an error naming the sessions that stayed. ``seal``: a name
+        (after the renames) whose connections are turned off in the same transaction."""
+        self._renames([first, second], allow={seal: False} if seal else {})
+
+    def _renames(self, renames: list[tuple[str, str]], allow: dict[str, bool]) -> None:
+        """ALTER DATABASE RENAME each pair, then ALLOW_CONNECTIONS per ``allow`` (names after the renames), all
+        in one transaction: every change or none. Sessions on the renamed databases are ended first (bounded)."""
         deadline = time.monotonic() + self.bounds.terminate_timeout
         with self.maintenance() as conn:
             while True:
-                left = self._terminate_others(conn, first[0]) + self._terminate_others(conn, second[0])
+                left = [p for a, _ in renames for p in self._terminate_others(conn, a)]
                 try:
                     with conn.transaction():
-                        for a, b in (first, second):
+                        for a, b in renames:
                             conn.execute(
                                 sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(a), sql.Identifier(b))
+                            )
+                        for name, on in allow.items():
+                            conn.execute(
+                                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                                    sql.Identifier(name), sql.SQL("true" if on else "false")
+                                )
                             )
                     return
                 except (psycopg.errors.ObjectInUse, psycopg.errors.LockNotAvailable) as e:
@@ -232,7 +244,7 @@ class RestoreMixin:
                         break
                     time.sleep(0.1)  # a client reconnected between terminate and rename: try again
             raise RollbackError(
-                f"could not swap databases: other sessions on {first[0]!r} could not be ended within "
+                f"could not swap databases: other sessions on {renames[0][0]!r} could not be ended within "
                 f"{self.bounds.terminate_timeout:g} s (terminate-timeout): {who}",
                 hint="stop the application, or run dbsnap as the database owner or a role with pg_signal_backend",
             )
