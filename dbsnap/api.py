@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 
 from .context import Context
 from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, UsageError
+from .pipelines import consume as cs
 from .pipelines import keep_data as kd
 from .pipelines import prune as pr
-from .pipelines import recovery
+from .pipelines import recovery, safety_retention
 from .pipelines import reset as rs
 from .pipelines import rollback as rb
+from .pipelines import safety as sf
 from .pipelines import verify as vf
 from .pipelines.save import SaveResult, default_name, drop_clones, drop_interrupted_clones, take_snapshot
 from .settings import read_pyproject
@@ -261,19 +263,26 @@ def rollback(
     confirm: Callable[[rb.RollbackPlan], bool] | None = None,
     allow_unsealed: bool = False,
     other_project: bool = False,
+    consume: bool = False,
 ) -> rb.RollbackResult:
     """Put the database(s) and migration folders back to snapshot ``name`` together, all or nothing.
 
     The snapshot is checked as verify checks it (checksums, confinement, seal, archive members) before anything
     live is touched; a snapshot of another project or database needs ``other_project``; ``confirm`` sees the
     plan (databases, sessions that will be terminated, folder changes) and may refuse: then nothing changes.
+
+    Where it can (PostgreSQL swap mode, SQLite), the safety snapshot is the replaced database itself, kept by
+    rename (clone-only, :mod:`dbsnap.pipelines.safety`); safety snapshots' own retention runs afterwards.
+    ``consume``: the snapshot's clone is renamed into place instead of copied, then re-armed
+    (:mod:`dbsnap.pipelines.consume`).
     """
     recover_if_needed(ctx)
     snap = ctx.store.get(name)  # "latest" is resolved once: the rollback cannot drift to a newer snapshot
     ctx.reporter.step(f"verifying snapshot {snap.name}")
     vf.check_snapshot(ctx, snap, allow_unsealed=allow_unsealed)
+    sf.check_clones_present(ctx, snap)  # a clone-only snapshot whose clone vanished: exit 6, nothing changed
     verified = ctx.store.file_identity(snap)
-    plan = rb.plan(ctx, snap, safety=safety)
+    plan = rb.plan(ctx, snap, safety=safety, consume=consume)
     if plan.foreign and not other_project:
         what, then, now = plan.foreign[0]
         raise ConfigError(
@@ -290,7 +299,13 @@ def rollback(
         if ctx.store.file_identity(current) != verified:
             vf.check_snapshot(ctx, current, allow_unsealed=allow_unsealed)  # touched since: check them again
         plan.snapshot = current
-        return rb.run(ctx, plan)
+        result = rb.run(ctx, plan)
+        if plan.consume:
+            result.rearmed, more = cs.rearm(ctx, current, result.databases)
+            result.warnings += more
+        if result.safety_snapshot:
+            result.pruned = safety_retention.apply(ctx, result.safety_snapshot)
+        return result
 
 
 def unlock(ctx: Context) -> dict | None:
@@ -320,9 +335,9 @@ def reset(
     if confirm is not None and not confirm(plan):
         raise UsageError("reset cancelled; nothing was changed")
     with locked(ctx, "reset"):
-        if isinstance(plan, kd.KeepDataPlan):
-            return plan, kd.run(ctx, plan, on_step)
-        return plan, rs.run(ctx, plan, opts, on_step)
+        result = kd.run(ctx, plan, on_step) if isinstance(plan, kd.KeepDataPlan) else rs.run(ctx, plan, opts, on_step)
+        safety_retention.apply(ctx, result.safety_snapshot)  # the reset's own safety snapshot is never removed
+        return plan, result
 
 
 def status(ctx: Context, against: str | None = None, *, use_django: bool | None = None) -> compare.Status:

@@ -142,3 +142,23 @@ class CloneMixin:
                 f"cannot put clone {clone_name!r} in place: it is missing or was replaced; nothing was changed"
             )
         self._renames([(clone_name, self.db.name)], allow={self.db.name: True})
+
+    # -- the database a rollback replaces, kept as its safety snapshot's clone (restore.py's swap seals it) ----
+
+    def can_keep_replaced(self) -> bool:
+        return self.restore_mode() == "swap"
+
+    def keep_replaced(self, state: dict, clone_name: str, folder: Path) -> dict:
+        """The swap renames the live database to ``clone_name`` and seals it (one transaction); finish keeps it."""
+        state["old"] = clone_name
+        state["keep"] = True
+        return state
+
+    def kept_clone(self, state: dict) -> tuple[dict, int]:
+        with self.maintenance() as conn:
+            row = conn.execute(
+                "SELECT oid, pg_database_size(oid) FROM pg_database WHERE datname = %s", (state["old"],)
+            ).fetchone()
+        if row is None:
+            raise RollbackError(f"the replaced database, kept as {state['old']!r}, is missing")
+        return {"name": state["old"], "oid": int(row[0])}, int(row[1])
