@@ -137,6 +137,27 @@ def save(
         return result
 
 
+def materialize(ctx: Context, name: str) -> SaveResult:
+    """Write the dump of clone-only snapshot ``name`` from its clone (``save --from``): it becomes a normal
+    snapshot, replaced atomically under the same name. A snapshot that has its dumps is returned unchanged."""
+    from .pipelines.materialize import materialize as write_dump
+
+    with locked(ctx, f"save --from {name}"):
+        return write_dump(ctx, ctx.store.get(name))
+
+
+def _refuse_clone_only(ctx: Context, names: list[str], verb: str) -> None:
+    """UsageError (nothing done) for a clone-only snapshot: its database is on this server only."""
+    for n in names:
+        snap = ctx.store.get(n)
+        if sf.is_clone_only(snap):
+            raise UsageError(
+                f"snapshot {snap.name!r} is clone-only (its database is a clone on this machine, no dump): "
+                f"cannot {verb} it; nothing was done",
+                hint=f"write its dump first: dbsnap save --from {snap.name}",
+            )
+
+
 def _setting_flag(ctx: Context, env_var: str, key: str) -> bool:
     """An on/off setting: the environment (or .env), else ``[tool.dbsnap] key``; off by default."""
     raw = ctx.env.get(env_var)
@@ -367,6 +388,7 @@ def push(ctx: Context, names: list[str], *, remote: str | None = None) -> rm.Pus
     for n in names:
         validate_name(n)
     recover_if_needed(ctx)
+    _refuse_clone_only(ctx, names, "push")
     return rm.push(ctx, names, remote)
 
 
@@ -427,6 +449,7 @@ def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
     from .pipelines import exchange
 
     recover_if_needed(ctx)
+    _refuse_clone_only(ctx, [name], "export")
     return exchange.export(ctx, name, dest, force=force)
 
 

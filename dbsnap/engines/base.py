@@ -172,6 +172,10 @@ class Engine(ABC):
         into ``folder`` (the staged safety snapshot). Returns the state (to be journaled)."""
         raise ConfigError(f"keeping the replaced database is not supported on {self.kind} databases")
 
+    def dump_kept(self, dest: Path, clone: dict, folder: Path, progress: Progress | None = None) -> DumpResult:
+        """Write the dump of a clone-only snapshot's database (its ``clone``, in ``folder`` for a file) to ``dest``."""
+        raise ConfigError(f"clone-only snapshots are not supported on {self.kind} databases")
+
     def kept_clone(self, state: dict) -> tuple[dict, int]:
         """After ``finish``: the manifest's ``clone`` entry for the kept database and its size in bytes."""
         raise ConfigError(f"keeping the replaced database is not supported on {self.kind} databases")

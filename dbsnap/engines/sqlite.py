@@ -16,6 +16,7 @@ from ..schema import Schema
 from ..store.archive import compress_chunks, decompress_to, read_chunks
 from ..store.fsutil import atomic_debris, fsync_dir, move_file, remove_tree, sha256_file
 from .base import DumpResult, Engine, Progress
+from .sqlite_keep import KeepMixin, copy_file
 from .sqlite_schema import describe
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -43,7 +44,7 @@ def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return {n: conn.execute(f'SELECT count(*) FROM "{n.replace(chr(34), chr(34) * 2)}"').fetchone()[0] for n in names}
 
 
-class SQLiteEngine(Engine):
+class SQLiteEngine(KeepMixin, Engine):
     kind = "sqlite"
     payload_suffix = ".sqlite3.zst"
     plain_format = "SQLite database file"
@@ -85,6 +86,19 @@ class SQLiteEngine(Engine):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 raw.unlink()
+        return DumpResult(payload=info, migrations=rows, tables=tables)
+
+    def dump_kept(self, dest: Path, clone: dict, folder: Path, progress: Progress | None = None) -> DumpResult:
+        """Compress a clone-only snapshot's kept file (in ``folder``) to the payload ``dest`` (``save --from``);
+        read as immutable, so not even a ``-wal`` appears beside it."""
+        src = Path(folder) / clone["file"]
+        conn = sqlite3.connect(f"file:{src.as_posix()}?mode=ro&immutable=1", uri=True)
+        try:
+            rows, tables = migration_rows(conn), table_counts(conn)
+        finally:
+            conn.close()
+        with open(src, "rb") as f:
+            info = compress_chunks(read_chunks(f), dest, progress)
         return DumpResult(payload=info, migrations=rows, tables=tables)
 
     def restored_facts(self, payload: Path) -> dict:
@@ -200,7 +214,7 @@ class SQLiteEngine(Engine):
             if state.get("consume"):
                 move_file(payload, new)  # put back by discard if the rollback is undone
             elif state.get("raw"):
-                _copy_file(payload, new, progress)
+                copy_file(payload, new, progress)
             else:
                 decompress_to(payload, new, progress, durable=True)
             os.chmod(new, self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644)
@@ -300,6 +314,10 @@ class SQLiteEngine(Engine):
                 remove_tree(old)
             return
         dest = Path(state["keep"])
+        if (state.get("kept") or {}).get("copied"):  # copied into the store before the swap (another file system)
+            if mine:
+                remove_tree(old)
+            return
         if state.get("old_id") is None or dest.exists() or not mine:
             return  # nothing was replaced, or it was moved already
         state["kept"] = {"sha256": sha256_file(old), "bytes": old.stat().st_size}
@@ -321,25 +339,6 @@ class SQLiteEngine(Engine):
             old.unlink()  # a second name of the live file itself: removing it changes no data
             fsync_dir(live.parent)
 
-    # -- the replaced file kept as the rollback's safety snapshot (clone-only) --------------------------------
-
-    def can_keep_replaced(self) -> bool:
-        return self.path.is_file()
-
-    def keep_replaced(self, state: dict, clone_name: str, folder: Path) -> dict:
-        state["keep"] = str(Path(folder) / self.clone_file())
-        return state
-
-    def clone_file(self) -> str:
-        """The name of a kept database file in a snapshot folder."""
-        return f"db-{self.db.alias}.sqlite3"
-
-    def kept_clone(self, state: dict) -> tuple[dict, int]:
-        kept = state.get("kept")
-        if not kept or not Path(state["keep"]).is_file():
-            raise RollbackError(f"the replaced database file, kept as {state.get('keep')}, is missing")
-        return {"file": Path(state["keep"]).name, "sha256": kept["sha256"]}, int(kept["bytes"])
-
     def is_swapped(self, state: dict) -> bool:
         """From the journal: "done" is swapped; "renaming" is swapped when the live path now holds the very file
         that was restored (its recorded device and inode); anything else, or a journal without the record
@@ -350,33 +349,6 @@ class SQLiteEngine(Engine):
         if swap != "renaming" or not state.get("new_id"):
             return False
         return _identity(Path(state["live"])) == state["new_id"]
-
-    # -- the live file kept in the store, and a kept file put back as the live one ---------------------------
-
-    def keep_as_clone(self, dest: Path) -> dict:
-        """Move the live file to the new path ``dest`` (in the store): a rename, or a copy across file systems
-        (:func:`~dbsnap.store.fsutil.move_file`). Its WAL is folded in first (RollbackError, nothing changed,
-        when another process is writing); its ``-wal``/``-shm`` go. Returns ``{"sha256", "bytes"}`` of the file.
-
-        Afterwards there is no live file: the caller puts one there (a swap, or :meth:`put_clone_in_place`)."""
-        if not self.path.is_file():
-            raise RollbackError(f"SQLite database {self.path} does not exist; nothing was changed")
-        self._checkpoint_live()
-        facts = {"sha256": sha256_file(self.path), "bytes": self.path.stat().st_size}
-        move_file(self.path, Path(dest))
-        self._drop_sidecars(self.path)
-        return facts
-
-    def put_clone_in_place(self, src: Path, expected_sha256: str) -> None:
-        """Move the kept file ``src`` to the live path. Refuses (RollbackError, nothing changed) when a live file
-        exists, or when ``src`` is missing or its SHA-256 is not ``expected_sha256``."""
-        src = Path(src)
-        if self.path.exists():
-            raise RollbackError(f"cannot put {src} in place: {self.path} exists; nothing was changed")
-        if not src.is_file() or sha256_file(src) != expected_sha256:
-            raise RollbackError(f"cannot put {src} in place: it is missing or was changed; nothing was changed")
-        self._drop_sidecars(self.path)  # a stale -wal beside the new file would be replayed into it
-        move_file(src, self.path)
 
 
 def restore_names(live: Path, token: str) -> tuple[Path, Path]:
@@ -397,17 +369,3 @@ def _identity(path: Path) -> list[int] | None:
     except FileNotFoundError:
         return None
     return [st.st_dev, st.st_ino]
-
-
-def _copy_file(src: Path, dest: Path, progress: Progress | None = None) -> None:
-    """Copy ``src`` to the new file ``dest`` (in the kernel where it can: sendfile) and fsync it: a kept database
-    file restored without consuming it."""
-    import shutil
-
-    if dest.exists():
-        raise FileExistsError(f"{dest} exists")
-    shutil.copyfile(src, dest)
-    with open(dest, "rb") as f:
-        os.fsync(f.fileno())
-    if progress:
-        progress(dest.stat().st_size)

@@ -14,6 +14,7 @@ its dump, and a clone-only one holds nothing any more (``verify`` reports it).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -84,8 +85,6 @@ def _rearm_file(ctx: Context, snap: Snapshot, engine, clone: dict) -> None:
         if sha256_file(tmp) != clone["sha256"]:
             raise DbsnapError(f"{engine.path} changed since it was restored")
         with open(tmp, "rb") as f:
-            import os
-
             os.fsync(f.fileno())
         Path(tmp).rename(dest)
         fsync_dir(dest.parent)

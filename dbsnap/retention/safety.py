@@ -60,10 +60,9 @@ class SafetyPolicy:
         )
 
     def describe(self) -> str:
-        parts = [f"keep the last {self.keep}"]
-        parts.append(f"and those younger than {self.keep_within}" if self.keep_within else "(no age rule)")
-        parts.append(f"clone budget {human(self.clone_budget)}" if self.clone_budget is not None else "no clone budget")
-        return ", ".join(parts)
+        within = f" and those younger than {self.keep_within}" if self.keep_within else ""
+        budget = f"clone budget {human(self.clone_budget)}" if self.clone_budget is not None else "no clone budget"
+        return f"keep the last {self.keep}{within}, {budget}"
 
 
 def human(n: int | None) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ...errors import ExternalError, RollbackError
+from ...errors import ExternalError, IntegrityError, RollbackError
 from ..base import first_line
 
 
@@ -162,3 +162,18 @@ class CloneMixin:
         if row is None:
             raise RollbackError(f"the replaced database, kept as {state['old']!r}, is missing")
         return {"name": state["old"], "oid": int(row[0])}, int(row[1])
+
+    def dump_kept(self, dest: Path, clone: dict, folder: Path, progress=None):
+        """Dump a clone-only snapshot's clone to ``dest`` (``save --from``): connections to it are allowed for
+        the dump only (pg_dump must connect), and it is sealed again afterwards, also after an error."""
+        if not self.clone_ok(clone):
+            raise IntegrityError(f"clone {clone.get('name')} vanished: there is nothing to dump")
+        seal = sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}")
+        with self.maintenance() as conn:
+            conn.execute(seal.format(sql.Identifier(clone["name"]), sql.SQL("true")))
+        try:
+            return self.dump(dest, progress, clone["name"])
+        finally:
+            with self.maintenance() as conn:
+                self._terminate_others(conn, clone["name"])
+                conn.execute(seal.format(sql.Identifier(clone["name"]), sql.SQL("false")))
