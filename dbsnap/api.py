@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .context import Context
-from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, UsageError
+from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, StoreLocked, UsageError
 from .pipelines import consume as cs
 from .pipelines import keep_data as kd
 from .pipelines import prune as pr
@@ -58,8 +58,8 @@ def locked(ctx: Context, command: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _held(ctx: Context, command: str) -> Iterator[None]:
-    with locking.store_lock(ctx.store.root, command, ctx.lock_timeout) as info:
+def _held(ctx: Context, command: str, timeout: float | None = None) -> Iterator[None]:
+    with locking.store_lock(ctx.store.root, command, ctx.lock_timeout if timeout is None else timeout) as info:
         if info["took_over"]:
             ctx.reporter.warn(f"took over the stale lock of {locking.describe_owner(info['took_over'])}")
         if ctx.store.has_journal():
@@ -73,6 +73,11 @@ def recover_if_needed(ctx: Context) -> None:
     """Read-only verbs too finish or undo a killed rollback or reset first, so nobody looks at a half state."""
     if ctx.store.has_journal():
         with locked(ctx, "recover"):
+            pass
+    elif ctx.store.tmp.is_dir() and any(ctx.store.tmp.glob("*.clones")):
+        # A clone being made by a command that was killed (a save --clone, a re-arm): dropped now, so no clone
+        # is left that nothing points to. If the lock is held, that command is running: it is its own clone.
+        with contextlib.suppress(StoreLocked), _held(ctx, "recover", timeout=0):
             pass
 
 
