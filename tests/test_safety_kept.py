@@ -260,3 +260,28 @@ def test_sqlite_store_on_another_file_system_copies_the_kept_file(sqlite_shop: P
         p.ok(*store, "rollback", safety, "--yes", "--no-safety-snapshot")
         assert (p.fingerprint(), p.migration_files()) == (b_fp, b_files)
         assert [x.name for x in (mnt / "snaps" / ".tmp").iterdir()] == []
+
+
+@pytest.mark.sweep
+def test_kill9_after_staging_changes_nothing(shop: Project) -> None:
+    _, _, b_fp, b_files = states(shop)
+    killed = shop.dbsnap("rollback", "target", "--yes", env={"DBSNAP_FAULT": "safety.after-stage"})
+    assert killed.returncode == -signal.SIGKILL
+    shop.ok("pin", "target")  # the next locked command clears the staged snapshot
+    assert (shop.fingerprint(), shop.migration_files()) == (b_fp, b_files)
+    assert safety_names(shop) == []
+    no_orphans(shop)
+
+
+@pytest.mark.sweep
+def test_kill9_while_consuming_a_kept_sqlite_file_puts_it_back(sqlite_shop: Project) -> None:
+    a_fp, a_files, _, _ = states(sqlite_shop)
+    safety = json.loads(sqlite_shop.ok("rollback", "target", "--yes", "--json").stdout)["safety_snapshot"]
+    killed = sqlite_shop.dbsnap(
+        "rollback", safety, "--yes", "--consume-clone", env={"DBSNAP_FAULT": "rollback.after-restore"}
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert "undone" in sqlite_shop.ok("list").stderr
+    assert (sqlite_shop.fingerprint(), sqlite_shop.migration_files()) == (a_fp, a_files)
+    sqlite_shop.ok("verify", safety)  # its kept file is back in the snapshot, byte for byte
+    no_orphans(sqlite_shop)

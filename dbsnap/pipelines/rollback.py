@@ -376,6 +376,7 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
             if p.keep_safety:
                 ctx.reporter.step(f"safety snapshot of the current state: {safety_name} (kept by rename, no dump)")
                 kept = sf.stage(ctx, safety_name, engines, snap.name)
+                faults.point("safety.after-stage")  # staged in .tmp, no journal yet: debris for the next command
             else:
                 ctx.reporter.step(f"safety snapshot of the current state: {safety_name}")
                 take_snapshot(ctx, safety_name, origin="pre-rollback", note=f"before rollback to {snap.name}")
