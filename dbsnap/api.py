@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .context import Context
-from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, UsageError
+from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, StoreLocked, UsageError
+from .pipelines import consume as cs
 from .pipelines import keep_data as kd
 from .pipelines import prune as pr
-from .pipelines import recovery
+from .pipelines import recovery, safety_retention
 from .pipelines import reset as rs
 from .pipelines import rollback as rb
+from .pipelines import safety as sf
 from .pipelines import verify as vf
 from .pipelines.save import SaveResult, default_name, drop_clones, drop_interrupted_clones, take_snapshot
 from .settings import read_pyproject
@@ -56,8 +58,8 @@ def locked(ctx: Context, command: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _held(ctx: Context, command: str) -> Iterator[None]:
-    with locking.store_lock(ctx.store.root, command, ctx.lock_timeout) as info:
+def _held(ctx: Context, command: str, timeout: float | None = None) -> Iterator[None]:
+    with locking.store_lock(ctx.store.root, command, ctx.lock_timeout if timeout is None else timeout) as info:
         if info["took_over"]:
             ctx.reporter.warn(f"took over the stale lock of {locking.describe_owner(info['took_over'])}")
         if ctx.store.has_journal():
@@ -71,6 +73,11 @@ def recover_if_needed(ctx: Context) -> None:
     """Read-only verbs too finish or undo a killed rollback or reset first, so nobody looks at a half state."""
     if ctx.store.has_journal():
         with locked(ctx, "recover"):
+            pass
+    elif ctx.store.tmp.is_dir() and any(ctx.store.tmp.glob("*.clones")):
+        # A clone being made by a command that was killed (a save --clone, a re-arm): dropped now, so no clone
+        # is left that nothing points to. If the lock is held, that command is running: it is its own clone.
+        with contextlib.suppress(StoreLocked), _held(ctx, "recover", timeout=0):
             pass
 
 
@@ -151,6 +158,27 @@ def save(
                 result.prune_warning = f"saved {name}; pruning failed: {why}"
                 ctx.reporter.warn(result.prune_warning + hint)
         return result
+
+
+def materialize(ctx: Context, name: str) -> SaveResult:
+    """Write the dump of clone-only snapshot ``name`` from its clone (``save --from``): it becomes a normal
+    snapshot, replaced atomically under the same name. A snapshot that has its dumps is returned unchanged."""
+    from .pipelines.materialize import materialize as write_dump
+
+    with locked(ctx, f"save --from {name}"):
+        return write_dump(ctx, ctx.store.get(name))
+
+
+def _refuse_clone_only(ctx: Context, names: list[str], verb: str) -> None:
+    """UsageError (nothing done) for a clone-only snapshot: its database is on this server only."""
+    for n in names:
+        snap = ctx.store.get(n)
+        if sf.is_clone_only(snap):
+            raise UsageError(
+                f"snapshot {snap.name!r} is clone-only (its database is a clone on this machine, no dump): "
+                f"cannot {verb} it; nothing was done",
+                hint=f"write its dump first: dbsnap save --from {snap.name}",
+            )
 
 
 def _setting_flag(ctx: Context, env_var: str, key: str) -> bool:
@@ -279,19 +307,26 @@ def rollback(
     confirm: Callable[[rb.RollbackPlan], bool] | None = None,
     allow_unsealed: bool = False,
     other_project: bool = False,
+    consume: bool = False,
 ) -> rb.RollbackResult:
     """Put the database(s) and migration folders back to snapshot ``name`` together, all or nothing.
 
     The snapshot is checked as verify checks it (checksums, confinement, seal, archive members) before anything
     live is touched; a snapshot of another project or database needs ``other_project``; ``confirm`` sees the
     plan (databases, sessions that will be terminated, folder changes) and may refuse: then nothing changes.
+
+    Where it can (PostgreSQL swap mode, SQLite), the safety snapshot is the replaced database itself, kept by
+    rename (clone-only, :mod:`dbsnap.pipelines.safety`); safety snapshots' own retention runs afterwards.
+    ``consume``: the snapshot's clone is renamed into place instead of copied, then re-armed
+    (:mod:`dbsnap.pipelines.consume`).
     """
     recover_if_needed(ctx)
     snap = ctx.store.get(name)  # "latest" is resolved once: the rollback cannot drift to a newer snapshot
     ctx.reporter.step(f"verifying snapshot {snap.name}")
     vf.check_snapshot(ctx, snap, allow_unsealed=allow_unsealed)
+    sf.check_clones_present(ctx, snap)  # a clone-only snapshot whose clone vanished: exit 6, nothing changed
     verified = ctx.store.file_identity(snap)
-    plan = rb.plan(ctx, snap, safety=safety)
+    plan = rb.plan(ctx, snap, safety=safety, consume=consume)
     if plan.foreign and not other_project:
         what, then, now = plan.foreign[0]
         raise ConfigError(
@@ -308,7 +343,13 @@ def rollback(
         if ctx.store.file_identity(current) != verified:
             vf.check_snapshot(ctx, current, allow_unsealed=allow_unsealed)  # touched since: check them again
         plan.snapshot = current
-        return rb.run(ctx, plan)
+        result = rb.run(ctx, plan)
+        if plan.consume:
+            result.rearmed, more = cs.rearm(ctx, current, result.databases)
+            result.warnings += more
+        if result.safety_snapshot:
+            result.pruned = safety_retention.apply(ctx, result.safety_snapshot)
+        return result
 
 
 def unlock(ctx: Context) -> dict | None:
@@ -338,9 +379,9 @@ def reset(
     if confirm is not None and not confirm(plan):
         raise UsageError("reset cancelled; nothing was changed")
     with locked(ctx, "reset"):
-        if isinstance(plan, kd.KeepDataPlan):
-            return plan, kd.run(ctx, plan, on_step)
-        return plan, rs.run(ctx, plan, opts, on_step)
+        result = kd.run(ctx, plan, on_step) if isinstance(plan, kd.KeepDataPlan) else rs.run(ctx, plan, opts, on_step)
+        safety_retention.apply(ctx, result.safety_snapshot)  # the reset's own safety snapshot is never removed
+        return plan, result
 
 
 def status(ctx: Context, against: str | None = None, *, use_django: bool | None = None) -> compare.Status:
@@ -370,6 +411,7 @@ def push(ctx: Context, names: list[str], *, remote: str | None = None) -> rm.Pus
     for n in names:
         validate_name(n)
     recover_if_needed(ctx)
+    _refuse_clone_only(ctx, names, "push")
     return rm.push(ctx, names, remote)
 
 
@@ -430,6 +472,7 @@ def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
     from .pipelines import exchange
 
     recover_if_needed(ctx)
+    _refuse_clone_only(ctx, [name], "export")
     return exchange.export(ctx, name, dest, force=force)
 
 

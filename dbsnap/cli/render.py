@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import SchemaDrift
 from ..pipelines import prerequisites as carry
+from ..pipelines.clone_only import clone_bytes, is_clone_only
 from ..pipelines.keep_data import KeepDataPlan
 from ..pipelines.rollback import RollbackPlan, RollbackResult
 from ..pipelines.save import SaveResult
@@ -29,7 +30,9 @@ def snapshot_summary(s: Snapshot) -> dict:
         "bytes": s.size,
         "databases": {a: {"engine": d.get("engine"), "name": d.get("name")} for a, d in s.databases.items()},
         "migration_files": len(m.get("migrations", {}).get("files", [])),
-        "clones": {a: d["clone"]["name"] for a, d in s.databases.items() if d.get("clone")},
+        "clones": {a: clone_label(d["clone"]) for a, d in s.databases.items() if d.get("clone")},
+        "clone_only": is_clone_only(s),
+        "clone_bytes": clone_bytes(s),
         "sealed_by": sealed_by(m),
     }
 
@@ -42,9 +45,10 @@ def list_table(snaps: list[Snapshot]) -> str:
         dbs = ",".join(f"{a}:{d.get('engine')}" for a, d in s.databases.items())
         created = s.created_at.strftime("%Y-%m-%d %H:%M:%S")
         pin = "*" if s.pinned else ""
-        clone = "yes" if any(d.get("clone") for d in s.databases.values()) else ""
+        clone = "only" if is_clone_only(s) else "yes" if any(d.get("clone") for d in s.databases.values()) else ""
         seal = sealed_by(s.manifest) or "-"
-        rows.append((s.name, created, s.origin, human_bytes(s.size), dbs, pin, clone, seal, s.manifest.get("note", "")))
+        size = human_bytes(s.size + clone_bytes(s))
+        rows.append((s.name, created, s.origin, size, dbs, pin, clone, seal, s.manifest.get("note", "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -65,14 +69,23 @@ def show_text(s: Snapshot) -> str:
         f"Python {m.get('python_version')}",
     ]
     for alias, d in s.databases.items():
+        counts = (
+            "clone-only (no dump, no row counts)"
+            if d.get("payload") is None
+            else f"{len(d.get('tables') or {})} tables, {sum((d.get('tables') or {}).values())} rows"
+        )
         lines.append(
             f"database {alias}: {d.get('engine')} {d.get('name')} (server {d.get('server_version')}), "
-            f"{len(d.get('tables', {}))} tables, {sum(d.get('tables', {}).values())} rows, "
-            f"{len(d.get('migrations', []))} applied migrations"
+            f"{counts}, {len(d.get('migrations', []))} applied migrations"
         )
     for alias, d in s.databases.items():
-        if d.get("clone"):
-            lines.append(f"clone {alias}: {d['clone']['name']} (server-side copy for a fast rollback)")
+        if d.get("clone") and d.get("payload") is None:
+            lines.append(
+                f"clone {alias}: {clone_label(d['clone'])} ({human_bytes(int(d.get('clone_bytes') or 0))}; the "
+                "replaced database, kept by rename: 'dbsnap save --from' writes its dump)"
+            )
+        elif d.get("clone"):
+            lines.append(f"clone {alias}: {clone_label(d['clone'])} (server-side copy for a fast rollback)")
     mig = m.get("migrations", {})
     for f in mig.get("folders", []):
         n = sum(1 for x in mig.get("files", []) if x["path"].startswith(f["path"] + "/"))
@@ -80,6 +93,11 @@ def show_text(s: Snapshot) -> str:
     for fname, meta in sorted(m.get("files", {}).items()):
         lines.append(f"file {fname}: {human_bytes(meta['bytes'])} sha256 {meta['sha256'][:16]}...")
     return "\n".join(lines)
+
+
+def clone_label(clone: dict) -> str:
+    """A clone's name (PostgreSQL) or its kept file (SQLite)."""
+    return str(clone.get("name") or clone.get("file"))
 
 
 def save_text(r: SaveResult) -> str:
@@ -124,16 +142,23 @@ def plan_text(p: RollbackPlan) -> str:
         )
     for path in p.untouched:
         lines.append(f"  left as it is (not in the snapshot): {path}; its migrations will be unapplied after this")
-    lines.append(
-        "  a safety snapshot of the current state is taken first"
-        if p.safety
-        else "  NO safety snapshot (--no-safety-snapshot)"
-    )
+    if p.consume:
+        lines.append("  the snapshot's clone is renamed into place (--consume-clone), then made again")
+    if p.keep_safety:
+        lines.append("  the replaced database is kept as the safety snapshot (renamed, not dumped)")
+    else:
+        lines.append(
+            "  a safety snapshot of the current state is taken first"
+            if p.safety
+            else "  NO safety snapshot (--no-safety-snapshot)"
+        )
     return "\n".join(lines)
 
 
 def rollback_text(r: RollbackResult) -> str:
     safety = f"; safety snapshot {r.safety_snapshot}" if r.safety_snapshot else ""
+    if r.safety_kept:
+        safety += " (clone-only)"
     return (
         f"rolled back to {r.snapshot}: {len(r.databases)} database(s), {len(r.folders)} migration folder(s) "
         f"in {seconds(r.seconds)}{safety}"

@@ -31,6 +31,12 @@ from .common import Obj, confirm_or_refuse, json_opt, out
     is_flag=True,
     help="Restore a snapshot taken of another project root, settings module or database name.",
 )
+@click.option(
+    "--consume-clone",
+    is_flag=True,
+    help="Rename the snapshot's clone into place (no copy: constant time), then make it again from the restored "
+    "database (a copy, after the rollback is done).",
+)
 @json_opt
 @click.pass_obj
 def rollback(
@@ -41,18 +47,21 @@ def rollback(
     jobs: str | None,
     allow_unsealed: bool,
     other_project: bool,
+    consume_clone: bool,
     as_json: bool,
 ) -> None:
     """Put the database(s) AND the migration folders back to snapshot NAME, together, all or nothing.
 
-    Checksums are verified first; a safety snapshot of the current state is taken; other sessions on the
-    database are terminated (after you confirm); if anything fails, nothing changes.
+    Checksums are verified first; a safety snapshot of the current state is taken (PostgreSQL, SQLite: the
+    replaced database itself, kept by rename, not dumped); other sessions on the database are terminated (after
+    you confirm); if anything fails, nothing changes.
 
     \b
     Example:
       dbsnap rollback pre-reset
       dbsnap rollback latest --yes
       dbsnap rollback big-one --jobs 4   # PostgreSQL: parallel pg_restore
+      dbsnap rollback fast --consume-clone   # rename its clone into place, then re-arm it
     """
     ctx = obj.ctx("rollback", jobs=jobs)
 
@@ -70,5 +79,6 @@ def rollback(
         confirm=confirm,
         allow_unsealed=allow_unsealed,
         other_project=other_project,
+        consume=consume_clone,
     )
     out(result.__dict__ | {"seconds": round(result.seconds, 3)} if as_json else render.rollback_text(result), as_json)

@@ -42,6 +42,12 @@ def info(obj: Obj, as_json: bool) -> None:
     default=None,
     help="Apply the configured retention policy after saving (default: the auto-prune setting).",
 )
+@click.option(
+    "--from",
+    "source",
+    metavar="NAME",
+    help="Write the dump of clone-only snapshot NAME from its clone (it becomes a normal snapshot).",
+)
 @json_opt
 @click.pass_obj
 def save(
@@ -53,6 +59,7 @@ def save(
     verify: bool,
     clone: bool | None,
     prune: bool | None,
+    source: str | None,
     as_json: bool,
 ) -> None:
     """Snapshot the database(s) and the migration folders as NAME (default snap-YYYYmmdd-HHMMSS).
@@ -62,7 +69,14 @@ def save(
       dbsnap save pre-reset --note "before squashing migrations"
       dbsnap save --prune          # from cron: save, then apply the retention policy
       dbsnap save before-migrate --clone   # PostgreSQL: also a server-side copy, for a fast rollback
+      dbsnap save --from pre-rollback-20261207-101500   # the dump of a clone-only safety snapshot
     """
+    if source is not None:
+        if name is not None or note or pin or force or clone or prune:
+            raise UsageError("save --from NAME takes no other snapshot name or option (it keeps NAME's)")
+        result = api.materialize(obj.ctx("save"), source)
+        out(render.save_json(result) if as_json else render.save_text(result), as_json)
+        return
     result = api.save(obj.ctx("save"), name, note=note, pin=pin, force=force, prune=prune, verify=verify, clone=clone)
     if result.pruned is not None and not as_json:
         click.echo(render.prune_text(result.pruned, [d.name for d in result.pruned.removals], False), err=True)

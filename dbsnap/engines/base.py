@@ -151,9 +151,44 @@ class Engine(ABC):
         ``extras`` (functions, views, triggers), in an order they can be created in. None where unsupported."""
         return []
 
+    # -- the live database kept aside by rename and put back (O(1)); PostgreSQL and SQLite -------------------
+
+    def keep_as_clone(self, target) -> object:
+        """Move the live database aside to ``target`` (PostgreSQL: a database name, sealed; SQLite: a file path),
+        leaving no live database; see the engines' own docstrings for what they return."""
+        raise ConfigError(f"keeping the live database aside is not supported on {self.kind} databases")
+
+    def put_clone_in_place(self, source, expected) -> None:
+        """Make ``source`` (kept by :meth:`keep_as_clone`) the live database again; refuses when one is live."""
+        raise ConfigError(f"putting a kept database in place is not supported on {self.kind} databases")
+
+    # -- the replaced database kept as the rollback's safety snapshot (clone-only), instead of dumped first ----
+
+    def can_keep_replaced(self) -> bool:
+        """Whether a restore can keep the database it replaces (see :meth:`keep_replaced`). The default (MySQL,
+        PostgreSQL restoring in one transaction): no, the rollback dumps a safety snapshot first."""
+        return False
+
+    def keep_replaced(self, state: dict, clone_name: str, folder: Path) -> dict:
+        """Arrange, before anything is created, that the database ``swap_in`` replaces is kept instead of
+        dropped by ``finish``: PostgreSQL renames it to the sealed clone ``clone_name``; SQLite moves the file
+        into ``folder`` (the staged safety snapshot). Returns the state (to be journaled)."""
+        raise ConfigError(f"keeping the replaced database is not supported on {self.kind} databases")
+
+    def dump_kept(self, dest: Path, clone: dict, folder: Path, progress: Progress | None = None) -> DumpResult:
+        """Write the dump of a clone-only snapshot's database (its ``clone``, in ``folder`` for a file) to ``dest``."""
+        raise ConfigError(f"clone-only snapshots are not supported on {self.kind} databases")
+
+    def kept_clone(self, state: dict) -> tuple[dict, int]:
+        """After ``finish``: the manifest's ``clone`` entry for the kept database and its size in bytes."""
+        raise ConfigError(f"keeping the replaced database is not supported on {self.kind} databases")
+
     @abstractmethod
-    def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
-        """Choose the names a restore will use (recorded in the journal before anything is created)."""
+    def new_restore_state(self, payload: Path | None, saved: dict | None = None, consume: bool = False) -> dict:
+        """Choose the names a restore will use (recorded in the journal before anything is created).
+
+        ``payload`` None: the snapshot is clone-only (``saved["clone"]``, no dump); ``consume``: a clone is moved
+        into place instead of copied (engines with clones; the others ignore it)."""
 
     @abstractmethod
     def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:

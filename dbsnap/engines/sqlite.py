@@ -14,8 +14,9 @@ from .. import faults
 from ..errors import ExternalError, IntegrityError, RollbackError
 from ..schema import Schema
 from ..store.archive import compress_chunks, decompress_to, read_chunks
-from ..store.fsutil import fsync_dir, remove_tree
+from ..store.fsutil import atomic_debris, fsync_dir, move_file, remove_tree, sha256_file
 from .base import DumpResult, Engine, Progress
+from .sqlite_keep import KeepMixin, copy_file
 from .sqlite_schema import describe
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -43,7 +44,7 @@ def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return {n: conn.execute(f'SELECT count(*) FROM "{n.replace(chr(34), chr(34) * 2)}"').fetchone()[0] for n in names}
 
 
-class SQLiteEngine(Engine):
+class SQLiteEngine(KeepMixin, Engine):
     kind = "sqlite"
     payload_suffix = ".sqlite3.zst"
     plain_format = "SQLite database file"
@@ -85,6 +86,19 @@ class SQLiteEngine(Engine):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 raw.unlink()
+        return DumpResult(payload=info, migrations=rows, tables=tables)
+
+    def dump_kept(self, dest: Path, clone: dict, folder: Path, progress: Progress | None = None) -> DumpResult:
+        """Compress a clone-only snapshot's kept file (in ``folder``) to the payload ``dest`` (``save --from``);
+        read as immutable, so not even a ``-wal`` appears beside it."""
+        src = Path(folder) / clone["file"]
+        conn = sqlite3.connect(f"file:{src.as_posix()}?mode=ro&immutable=1", uri=True)
+        try:
+            rows, tables = migration_rows(conn), table_counts(conn)
+        finally:
+            conn.close()
+        with open(src, "rb") as f:
+            info = compress_chunks(read_chunks(f), dest, progress)
         return DumpResult(payload=info, migrations=rows, tables=tables)
 
     def restored_facts(self, payload: Path) -> dict:
@@ -183,16 +197,26 @@ class SQLiteEngine(Engine):
         finally:
             conn.close()
 
-    def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
+    def new_restore_state(self, payload: Path | None, saved: dict | None = None, consume: bool = False) -> dict:
+        """A clone-only snapshot's ``payload`` is its kept database file (copied, or moved with ``consume``)."""
         new, old = restore_names(self.path, secrets.token_hex(4))
         # "swap" is the journal's record of the rename, never inferred from which files exist: "none" until
         # swap_in starts, "renaming" (with the identities of both files) just before os.replace, "done" after.
-        return {"live": str(self.path), "new": str(new), "old": str(old), "payload": str(payload), "swap": "none"}
+        state = {"live": str(self.path), "new": str(new), "old": str(old), "payload": str(payload), "swap": "none"}
+        if (saved or {}).get("clone"):
+            state["raw"] = True  # a database file, not a compressed payload
+            state["consume"] = consume
+        return state
 
     def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
         new, payload = Path(state["new"]), Path(state["payload"])
         try:
-            decompress_to(payload, new, progress, durable=True)
+            if state.get("consume"):
+                move_file(payload, new)  # put back by discard if the rollback is undone
+            elif state.get("raw"):
+                copy_file(payload, new, progress)
+            else:
+                decompress_to(payload, new, progress, durable=True)
             os.chmod(new, self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644)
             # The bytes are the snapshot's exactly (SHA-256 checked before, zstd frame checksum while
             # decompressing); a full quick_check would read the whole file again for nothing (verify --deep does
@@ -281,13 +305,35 @@ class SQLiteEngine(Engine):
                 os.unlink(str(live) + s)
 
     def finish(self, state: dict) -> None:
+        """Remove the replaced file, or, when it is kept as the safety snapshot's, hash it and move it into the
+        staged snapshot (a rename on one file system). Idempotent: repeated after a kill, it finds it moved."""
         old = Path(state["old"])
-        if state.get("old_id") is None or _identity(old) == state["old_id"]:
-            remove_tree(old)
+        mine = state.get("old_id") is None or _identity(old) == state["old_id"]
+        if not state.get("keep"):
+            if mine:
+                remove_tree(old)
+            return
+        dest = Path(state["keep"])
+        if (state.get("kept") or {}).get("copied"):  # copied into the store before the swap (another file system)
+            if mine:
+                remove_tree(old)
+            return
+        if state.get("old_id") is None or dest.exists() or not mine:
+            return  # nothing was replaced, or it was moved already
+        state["kept"] = {"sha256": sha256_file(old), "bytes": old.stat().st_size}
+        self.checkpoint(state)
+        for p in atomic_debris(dest.parent):  # a copy across file systems that a kill interrupted
+            p.unlink(missing_ok=True)
+        faults.point("sqlite.before-keep")
+        move_file(old, dest)
 
     def discard(self, state: dict) -> None:
-        """Throw the restored copy away, and this run's link to the live file if the swap never happened."""
-        remove_tree(Path(state["new"]))
+        """Throw the restored copy away (a consumed clone file goes back into its snapshot), and this run's link
+        to the live file if the swap never happened."""
+        new, payload = Path(state["new"]), Path(state["payload"])
+        if state.get("consume") and new.exists() and not payload.exists():
+            move_file(new, payload)
+        remove_tree(new)
         old, live = Path(state["old"]), Path(state["live"])
         if state.get("old_id") and _identity(old) == state["old_id"] == _identity(live):
             old.unlink()  # a second name of the live file itself: removing it changes no data

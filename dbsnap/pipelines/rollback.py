@@ -27,6 +27,8 @@ from ..store import confine
 from ..store.archive import list_folder, unpack_folders
 from ..store.fsutil import fsync_dir, remove_tree
 from ..store.snapshots import MIGRATIONS_PAYLOAD, Snapshot
+from . import consume as cs
+from . import safety as sf
 from .save import take_snapshot, unique_name
 
 UNDO_PHASES = ("restoring", "swapping-db", "undoing")
@@ -52,6 +54,8 @@ class RollbackPlan:
     sessions: dict[str, list[str]]
     folders: list[FolderChange]
     safety: bool
+    keep_safety: bool = False  # the safety snapshot is the replaced databases themselves (clone-only), not a dump
+    consume: bool = False  # rename the snapshot's clone into place instead of copying it
     untouched: list[str] = field(default_factory=list)  # migration folders of today's project not in the snapshot
     # What differs between the project/databases the snapshot was taken of and today's: (what, then, now).
     foreign: list[tuple[str, str, str]] = field(default_factory=list)
@@ -65,6 +69,9 @@ class RollbackResult:
     folders: list[str]
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    safety_kept: bool = False  # the safety snapshot is clone-only (the replaced databases, kept by rename)
+    pruned: list[str] = field(default_factory=list)  # safety snapshots removed by their retention afterwards
+    rearmed: list[str] = field(default_factory=list)  # clones made again after --consume-clone
 
 
 def _sha(path: Path) -> str:
@@ -138,7 +145,9 @@ def saved_folders(ctx: Context, snap: Snapshot) -> list[str]:
     return confine.check_manifest(ctx.rules(), snap.manifest, snap.path, snap.name)
 
 
-def plan(ctx: Context, snap: Snapshot, safety: bool = True, aliases: list[str] | None = None) -> RollbackPlan:
+def plan(
+    ctx: Context, snap: Snapshot, safety: bool = True, aliases: list[str] | None = None, consume: bool = False
+) -> RollbackPlan:
     """Everything the confirmation shows; checks tools and connections, changes nothing."""
     saved = saved_folders(ctx, snap)
     dbs = targets(ctx, snap, aliases)
@@ -152,6 +161,8 @@ def plan(ctx: Context, snap: Snapshot, safety: bool = True, aliases: list[str] |
         sessions[db.alias] = engine.other_sessions()
     folders = [folder_change(ctx.project.root, snap, path) for path in saved]
     untouched = [f.path for f in ctx.project.folders if f.path not in saved]
+    if consume:
+        cs.check_consumable(snap, dbs, modes)
     return RollbackPlan(
         snapshot=snap,
         databases=dbs,
@@ -159,6 +170,8 @@ def plan(ctx: Context, snap: Snapshot, safety: bool = True, aliases: list[str] |
         sessions=sessions,
         folders=folders,
         safety=safety,
+        keep_safety=safety and sf.can_keep(ctx, [ctx.engine(db) for db in dbs]),
+        consume=consume,
         untouched=untouched,
         foreign=identity(ctx, snap, dbs),
     )
@@ -245,6 +258,8 @@ def recover(ctx: Context, journal: dict) -> str:
             if not e.is_swapped(st):
                 e.swap_in(st)
             e.finish(st)
+        if journal.get("safety_kept"):
+            sf.commit(ctx, journal["safety_kept"], engines)  # the replaced databases become the safety snapshot
         for f in journal["folders"]:
             remove_tree(Path(f["backup"]))
         faults.point("rollback.after-finish")
@@ -257,6 +272,7 @@ def recover(ctx: Context, journal: dict) -> str:
             if e.is_swapped(st):
                 e.undo_swap(st)
             e.discard(st)
+        sf.discard(journal.get("safety_kept"))  # the replaced databases are live again: nothing to keep
     outer = journal.get("outer")
     if outer and not forward:
         # Undone: the work this rollback was undoing (a reset's) is pending again; one atomic replace.
@@ -352,11 +368,18 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
     snap = p.snapshot
     safety_name = None
     end_sessions(ctx, p.databases, keep_idle={a: m == "transaction" for a, m in p.modes.items()})
+    engines = [ctx.engine(db) for db in p.databases]
+    kept = None  # the journal's record of a safety snapshot kept by rename (clone-only), staged now
     if p.safety:
         safety_name = unique_name(ctx, "pre-rollback")
-        ctx.reporter.step(f"safety snapshot of the current state: {safety_name}")
         try:
-            take_snapshot(ctx, safety_name, origin="pre-rollback", note=f"before rollback to {snap.name}")
+            if p.keep_safety:
+                ctx.reporter.step(f"safety snapshot of the current state: {safety_name} (kept by rename, no dump)")
+                kept = sf.stage(ctx, safety_name, engines, snap.name)
+                faults.point("safety.after-stage")  # staged in .tmp, no journal yet: debris for the next command
+            else:
+                ctx.reporter.step(f"safety snapshot of the current state: {safety_name}")
+                take_snapshot(ctx, safety_name, origin="pre-rollback", note=f"before rollback to {snap.name}")
         except OSError as e:  # a full store: say what it means for the rollback, not for a save
             raise RollbackError(
                 f"rollback to {snap.name!r} failed while taking the safety snapshot: {os_error_text(e)}; "
@@ -364,10 +387,10 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
             ) from e
     root = ctx.project.root
     folders = saved_folders(ctx, snap)  # confined again where used: the manifest is what is on disk now
-    engines = [ctx.engine(db) for db in p.databases]
     journal: dict = {
         "snapshot": snap.name,
         "safety_snapshot": safety_name,
+        "safety_kept": kept,
         "phase": "restoring",
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "pid": os.getpid(),
@@ -381,9 +404,10 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
             remove_tree(Path(f["staged"]))
         ctx.store.write_journal(journal)
     except OSError as e:
-        kept = f" (the safety snapshot {safety_name} was kept)" if safety_name else ""
+        sf.discard(kept)
+        said = f" (the safety snapshot {safety_name} was kept)" if safety_name and not kept else ""
         raise RollbackError(
-            f"rollback to {snap.name!r} failed before it began: {os_error_text(e)}; nothing was changed{kept}"
+            f"rollback to {snap.name!r} failed before it began: {os_error_text(e)}; nothing was changed{said}"
         ) from e
     warnings: list[str] = []  # what fell back (a clone, a parallel restore): said on stderr and in --json
     try:
@@ -395,8 +419,10 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
         )
         for e in engines:
             saved = snap.databases[e.db.alias]
-            payload = snap.path / confine.check_payload(saved["payload"], snap.path, f"snapshot {snap.name!r}")
-            state = e.new_restore_state(payload, saved)
+            payload = sf.restore_source(snap, saved)
+            state = e.new_restore_state(payload, saved, consume=p.consume)
+            if kept:
+                state = e.keep_replaced(state, *sf.keep_target(ctx, e, kept))
             if e.parallel_restore and state.get("mode") == "swap" and not state.get("clone"):
                 state["jobs"] = restore_jobs(ctx.jobs, int(saved.get("raw_bytes") or 0))
                 state["raw_bytes"] = int(saved.get("raw_bytes") or 0)
@@ -414,10 +440,14 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
 
             e.checkpoint = save_state
             source = f"from clone {state['clone']}" if state.get("clone") else "from the dump"
+            if state.get("consume"):
+                source = f"consuming clone {state['clone']}" if state.get("clone") else "consuming its kept file"
+            elif state.get("raw"):
+                source = "from its kept file"
             if state.get("jobs", 1) > 1:
                 source += f", {state['jobs']} jobs"
             ctx.reporter.step(f"restoring {e.db.describe()} ({state.get('mode', 'swap')}, {source})")
-            counter = ctx.reporter.progress(f"restore {e.db.alias}", payload.stat().st_size)
+            counter = ctx.reporter.progress(f"restore {e.db.alias}", payload.stat().st_size if payload else None)
             e.prepare_restore(state, counter)
             counter.close()
             if state.get("warning"):
@@ -467,6 +497,7 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
     return RollbackResult(
         snapshot=snap.name,
         safety_snapshot=safety_name,
+        safety_kept=kept is not None,
         databases=[e.db.alias for e in engines],
         folders=[f["path"] for f in journal["folders"]],
         seconds=time.monotonic() - started,

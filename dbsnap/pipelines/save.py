@@ -223,8 +223,8 @@ def drop_clones(ctx: Context, snap: Snapshot) -> list[str]:
     dropped = []
     for alias, saved in snap.databases.items():
         clone = saved.get("clone")
-        if not clone:
-            continue
+        if not clone or not isinstance(clone, dict) or clone.get("name") is None:
+            continue  # none, or a kept SQLite file (it went with the snapshot's folder)
         try:
             db = ctx.project.databases.get(alias)
             if db is None or db.kind != saved.get("engine"):

@@ -22,6 +22,7 @@ from ..store import confine
 from ..store import seal as sl
 from ..store.archive import check_stream, member_kind, open_archive, read_chunks
 from ..store.snapshots import Snapshot, Store
+from .clone_only import check_clones_present, is_clone_only
 
 
 @dataclass
@@ -163,6 +164,9 @@ def check_deep(ctx: Context, snap: Snapshot) -> list[str]:
     """Restore every database into scratch and compare; check the migration archive against the manifest."""
     done = []
     for alias, saved in snap.databases.items():
+        if saved.get("payload") is None:
+            done.append(f"{alias}: clone-only, nothing to restore (its clone is checked above)")
+            continue
         engine = engine_for(_database_for(ctx, alias, saved), ctx.env, _compose_of(ctx))
         facts = engine.restored_facts(snap.path / saved["payload"])
         if facts["migrations"] != saved["migrations"]:
@@ -187,6 +191,8 @@ def verify(ctx: Context, snap: Snapshot, deep: bool = False) -> VerifyResult:
     try:
         result.checked = check_snapshot(ctx, snap, allow_unsealed=True)
         result.checked += check_files(ctx.store, snap)
+        if is_clone_only(snap):
+            result.checked += check_clones_present(ctx, snap)
         if deep:
             result.checked += check_deep(ctx, snap)
     except IntegrityError as e:

@@ -150,7 +150,16 @@ def check_manifest(rules: Rules, manifest: dict, snap_dir: Path, name: str) -> l
         if not isinstance(f, dict):
             raise IntegrityError(f"{what}: invalid migration file entry {f!r}")
         check_member_path(f.get("path"), folders, what)
-    for payload in [mig.get("payload")] + [d.get("payload") if isinstance(d, dict) else None for d in dbs.values()]:
+    payloads = [mig.get("payload")]
+    for alias, d in dbs.items():
+        if not isinstance(d, dict):
+            raise IntegrityError(f"{what}: invalid database entry {alias!r}")
+        if d.get("payload") is None and isinstance(d.get("clone"), dict):
+            if d["clone"].get("file") is not None:  # a clone-only SQLite database: its file in the folder
+                check_payload(d["clone"]["file"], snap_dir, what)
+            continue  # clone-only: no dump (the clone is checked below)
+        payloads.append(d.get("payload"))
+    for payload in payloads:
         if check_payload(payload, snap_dir, what) not in files:
             raise IntegrityError(f"{what}: payload {payload!r} is not in the manifest's checksummed files")
     check_clones(rules, manifest, name)
@@ -162,9 +171,11 @@ def check_clones(rules: Rules, manifest: dict, name: str) -> None:
     dbs = manifest.get("databases")
     if not isinstance(dbs, dict) or not rules.databases:
         return
+    rearmed = manifest.get("rearmed") if isinstance(manifest.get("rearmed"), dict) else {}
     for alias, d in dbs.items():
-        clone = d.get("clone") if isinstance(d, dict) else None
-        if clone:
+        for clone in (d.get("clone") if isinstance(d, dict) else None, rearmed.get(alias)):
+            if not clone or (isinstance(clone, dict) and clone.get("file") is not None and "name" not in clone):
+                continue  # none, or a kept SQLite file (confined as a file of the snapshot folder)
             value = clone.get("name") if isinstance(clone, dict) else clone
             derived_db_name(rules, alias, value, f"snapshot {name!r}: clone")
 

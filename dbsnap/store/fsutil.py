@@ -124,3 +124,30 @@ def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
         while chunk := f.read(bufsize):
             h.update(chunk)
     return h.hexdigest()
+
+
+def move_file(src: Path, dest: Path) -> None:
+    """Move the file ``src`` to the new name ``dest``, durably: a rename where both are on one file system (O(1)),
+    else a copy to a temporary name beside ``dest``, fsynced and renamed, and only then ``src`` removed. Killed at
+    any moment, ``src`` or ``dest`` holds the whole file (both, for a moment, across file systems)."""
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists")
+    try:
+        os.rename(src, dest)
+    except OSError as e:
+        if e.errno != 18:  # EXDEV: another file system
+            raise
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            shutil.copy2(src, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.rename(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        fsync_dir(dest.parent)
+        os.unlink(src)
+    fsync_dir(dest.parent)
+    fsync_dir(src.parent)

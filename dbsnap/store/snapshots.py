@@ -36,8 +36,10 @@ _STORE_ENTRIES = {".gitignore", TMP, JOURNAL, ".lock", MARKER}
 _PAYLOAD_RE = re.compile(r"^(db-.+\.zst|migrations\.tar\.zst)$")
 MAX_NAME = 100
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Fields a user may change after commit (pin/unpin); everything else is sealed by manifest_sha256.
-MUTABLE_FIELDS = ("pinned", "manifest_sha256", "seal")
+# Fields changed after commit: pin/unpin, and ``rearmed`` (the clone made again after ``rollback
+# --consume-clone`` renamed the recorded one into place: ``{alias: {name, oid}}``, written only by dbsnap);
+# everything else is sealed by manifest_sha256 (and the keyed seal).
+MUTABLE_FIELDS = ("pinned", "manifest_sha256", "seal", "rearmed")
 REQUIRED_FIELDS = (
     "format",
     "format_version",
@@ -126,7 +128,21 @@ class Snapshot:
 
     @property
     def databases(self) -> dict:
-        return self.manifest.get("databases", {})
+        """The manifest's databases, each with its current clone (a re-armed one replaces the recorded one)."""
+        dbs = self.manifest.get("databases", {})
+        rearmed = self.manifest.get("rearmed")
+        if not isinstance(rearmed, dict) or not rearmed or not isinstance(dbs, dict):
+            return dbs
+        return {a: {**d, "clone": rearmed[a]} if a in rearmed and isinstance(d, dict) else d for a, d in dbs.items()}
+
+    def clone_files(self) -> dict[str, str]:
+        """``{file: sha256}`` of the database files kept in the snapshot folder (clone-only SQLite databases)."""
+        out = {}
+        for d in self.manifest.get("databases", {}).values():
+            clone = d.get("clone") if isinstance(d, dict) else None
+            if isinstance(clone, dict) and isinstance(clone.get("file"), str):
+                out[clone["file"]] = str(clone.get("sha256"))
+        return out
 
 
 class Store:
@@ -380,9 +396,18 @@ class Store:
         self.verify_manifest(snap)
         files: dict = snap.manifest["files"]
         present = {p.name for p in snap.path.iterdir()} - {MANIFEST}
-        extra = sorted(present - set(files))
+        kept = snap.clone_files()
+        extra = sorted(present - set(files) - set(kept))
         if extra:
             raise IntegrityError(f"snapshot {snap.name!r}: unexpected file {extra[0]} (not in the manifest)")
+        for fname, sha in sorted(kept.items()):
+            if fname in files or not (snap.path / fname).is_file():
+                raise IntegrityError(
+                    f"snapshot {snap.name!r} is clone-only and its kept database file {fname} vanished: "
+                    "it holds no database"
+                )
+            if sha256_file(snap.path / fname) != sha:
+                raise IntegrityError(f"snapshot {snap.name!r}: kept database file {fname} fails its SHA-256 checksum")
         for fname, meta in sorted(files.items()):
             path = snap.path / fname
             if not path.is_file():

@@ -51,7 +51,7 @@ class RestoreMixin:
             "(dbsnap's scratch schemas; the swap restore needs them)"
         )
 
-    def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
+    def new_restore_state(self, payload: Path | None, saved: dict | None = None, consume: bool = False) -> dict:
         token = secrets.token_hex(3)
         base = self.db.name[:40]
         return {

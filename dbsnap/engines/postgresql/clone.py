@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ...errors import ExternalError
+from ...errors import ExternalError, IntegrityError, RollbackError
 from ..base import first_line
 
 
@@ -102,3 +102,78 @@ class CloneMixin:
         with self.maintenance() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(clone["name"])))
         return True
+
+    # -- the live database kept as a clone, and a clone put back as the live database (O(1): renames) ----------
+
+    def _oid_of(self, name: str) -> int | None:
+        with self.maintenance() as conn:
+            row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return int(row[0]) if row else None
+
+    def keep_as_clone(self, clone_name: str) -> int:
+        """Rename the live database to ``clone_name`` and seal it (``datallowconn = false``) in ONE transaction,
+        after ending the other sessions on it as a rollback does (bounded by ``bounds.terminate_timeout``,
+        RollbackError naming those that stayed). Returns the clone's oid (the live database's: a rename keeps it).
+
+        Afterwards no database has the live name: the caller puts one there (a swap, or
+        :meth:`put_clone_in_place`). Refuses (RollbackError, nothing changed) when ``clone_name`` exists or the
+        live database does not."""
+        oid = self._oid_of(self.db.name)
+        if oid is None:
+            raise RollbackError(f"database {self.db.name!r} does not exist at {self.where()}; nothing was changed")
+        if self._oid_of(clone_name) is not None:
+            raise RollbackError(
+                f"cannot keep {self.db.name!r} as {clone_name!r}: that name exists; nothing was changed"
+            )
+        self._renames([(self.db.name, clone_name)], allow={clone_name: False})
+        return oid
+
+    def put_clone_in_place(self, clone_name: str, expected_oid: int) -> None:
+        """Rename the sealed clone ``clone_name`` to the live name and allow connections again, in ONE
+        transaction. Refuses (RollbackError, nothing changed) when a database has the live name, or when the
+        clone is missing or is not the one recorded (another oid)."""
+        if self._oid_of(self.db.name) is not None:
+            raise RollbackError(
+                f"cannot put clone {clone_name!r} in place: database {self.db.name!r} exists; nothing was changed"
+            )
+        oid = self._oid_of(clone_name)
+        if oid is None or oid != int(expected_oid):
+            raise RollbackError(
+                f"cannot put clone {clone_name!r} in place: it is missing or was replaced; nothing was changed"
+            )
+        self._renames([(clone_name, self.db.name)], allow={self.db.name: True})
+
+    # -- the database a rollback replaces, kept as its safety snapshot's clone (restore.py's swap seals it) ----
+
+    def can_keep_replaced(self) -> bool:
+        return self.restore_mode() == "swap"
+
+    def keep_replaced(self, state: dict, clone_name: str, folder: Path) -> dict:
+        """The swap renames the live database to ``clone_name`` and seals it (one transaction); finish keeps it."""
+        state["old"] = clone_name
+        state["keep"] = True
+        return state
+
+    def kept_clone(self, state: dict) -> tuple[dict, int]:
+        with self.maintenance() as conn:
+            row = conn.execute(
+                "SELECT oid, pg_database_size(oid) FROM pg_database WHERE datname = %s", (state["old"],)
+            ).fetchone()
+        if row is None:
+            raise RollbackError(f"the replaced database, kept as {state['old']!r}, is missing")
+        return {"name": state["old"], "oid": int(row[0])}, int(row[1])
+
+    def dump_kept(self, dest: Path, clone: dict, folder: Path, progress=None):
+        """Dump a clone-only snapshot's clone to ``dest`` (``save --from``): connections to it are allowed for
+        the dump only (pg_dump must connect), and it is sealed again afterwards, also after an error."""
+        if not self.clone_ok(clone):
+            raise IntegrityError(f"clone {clone.get('name')} vanished: there is nothing to dump")
+        seal = sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}")
+        with self.maintenance() as conn:
+            conn.execute(seal.format(sql.Identifier(clone["name"]), sql.SQL("true")))
+        try:
+            return self.dump(dest, progress, clone["name"])
+        finally:
+            with self.maintenance() as conn:
+                self._terminate_others(conn, clone["name"])
+                conn.execute(seal.format(sql.Identifier(clone["name"]), sql.SQL("false")))

@@ -55,7 +55,9 @@ class RestoreMixin:
 
     # -- restore: swap mode -----------------------------------------------------------------------------
 
-    def new_restore_state(self, payload: Path, saved: dict | None = None) -> dict:
+    def new_restore_state(self, payload: Path | None, saved: dict | None = None, consume: bool = False) -> dict:
+        """``payload`` None: a clone-only snapshot, restored from its clone or not at all (IntegrityError when the
+        clone vanished). ``consume``: the clone itself is renamed into place (no copy)."""
         token = secrets.token_hex(3)
         base = self.db.name[:40]
         state = {
@@ -63,22 +65,36 @@ class RestoreMixin:
             "live": self.db.name,
             "scratch": f"{base}_dbsnap_new_{token}",
             "old": f"{base}_dbsnap_old_{token}",
-            "payload": str(payload),
+            "payload": str(payload) if payload is not None else None,
         }
         clone = (saved or {}).get("clone")
+        if payload is None:
+            if state["mode"] != "swap":
+                raise RollbackError(
+                    f"snapshot of {self.db.name!r} is clone-only and this role cannot create databases "
+                    "(a clone is copied into a new database); nothing was changed"
+                )
+            if not self.clone_ok(clone):
+                raise IntegrityError(f"clone {(clone or {}).get('name')} of a clone-only snapshot vanished")
         if clone and state["mode"] == "swap":
             if self.clone_ok(clone):
                 state["clone"] = clone["name"]
+                if consume:
+                    state["consume"] = True
+                    state["scratch"] = clone["name"]  # renamed into place itself: nothing is copied
             else:
                 state["warning"] = f"clone {clone['name']} is missing or was replaced: restoring from the dump"
         return state
 
     def prepare_restore(self, state: dict, progress: Progress | None = None) -> dict:
         server_major, _ = self.server_version()
-        pg_restore, _ = self.tool("pg_restore", server_major)
         if state["mode"] == "transaction":
+            self.tool("pg_restore", server_major)
             self.tool("psql", server_major)
             return state  # everything happens in swap_in, inside one transaction
+        if state.get("consume"):
+            return state  # the clone is the prepared database; swap_in renames it
+        pg_restore = self.tool("pg_restore", server_major)[0] if state.get("payload") else []
         with self.maintenance() as conn:
             conn.execute("SET statement_timeout = 0")  # copying a clone is work, not a wait (locks stay bounded)
             props = db_props(conn, self.db.name)
@@ -90,6 +106,8 @@ class RestoreMixin:
                         conn, props, state["scratch"], template=state["clone"], server_major=self.server_major()
                     )
                 except psycopg.Error as e:
+                    if not state.get("payload"):
+                        raise ExternalError(f"copying clone {state['clone']} failed: {first_line(e)}") from e
                     state.pop("clone")
                     state["warning"] = f"copying the clone failed ({first_line(e)}): restoring from the dump"
                     self.checkpoint(state)
@@ -214,18 +232,30 @@ class RestoreMixin:
                 return pids
             time.sleep(0.05)
 
-    def _rename_pair(self, first: tuple[str, str], second: tuple[str, str]) -> None:
+    def _rename_pair(self, first: tuple[str, str], second: tuple[str, str], seal: str | None = None) -> None:
         """Rename two databases in one transaction (both or neither), terminating sessions on them first; give
-        up after ``bounds.terminate_timeout`` with an error naming the sessions that stayed."""
+        up after ``bounds.terminate_timeout`` with an error naming the sessions that stayed. ``seal``: a name
+        (after the renames) whose connections are turned off in the same transaction."""
+        self._renames([first, second], allow={seal: False} if seal else {})
+
+    def _renames(self, renames: list[tuple[str, str]], allow: dict[str, bool]) -> None:
+        """ALTER DATABASE RENAME each pair, then ALLOW_CONNECTIONS per ``allow`` (names after the renames), all
+        in one transaction: every change or none. Sessions on the renamed databases are ended first (bounded)."""
         deadline = time.monotonic() + self.bounds.terminate_timeout
         with self.maintenance() as conn:
             while True:
-                left = self._terminate_others(conn, first[0]) + self._terminate_others(conn, second[0])
+                left = [p for a, _ in renames for p in self._terminate_others(conn, a)]
                 try:
                     with conn.transaction():
-                        for a, b in (first, second):
+                        for a, b in renames:
                             conn.execute(
                                 sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(a), sql.Identifier(b))
+                            )
+                        for name, on in allow.items():
+                            conn.execute(
+                                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                                    sql.Identifier(name), sql.SQL("true" if on else "false")
+                                )
                             )
                     return
                 except (psycopg.errors.ObjectInUse, psycopg.errors.LockNotAvailable) as e:
@@ -234,15 +264,20 @@ class RestoreMixin:
                         break
                     time.sleep(0.1)  # a client reconnected between terminate and rename: try again
             raise RollbackError(
-                f"could not swap databases: other sessions on {first[0]!r} could not be ended within "
+                f"could not swap databases: other sessions on {renames[0][0]!r} could not be ended within "
                 f"{self.bounds.terminate_timeout:g} s (terminate-timeout): {who}",
                 hint="stop the application, or run dbsnap as the database owner or a role with pg_signal_backend",
             )
 
     def swap_in(self, state: dict) -> dict:
+        """Both renames in one transaction; a kept ``old`` (the safety snapshot's clone) is sealed in it, and a
+        consumed clone opened to connections."""
         if state["mode"] == "transaction":
             return self._restore_in_transaction(state)
-        self._rename_pair((state["live"], state["old"]), (state["scratch"], state["live"]))
+        allow = {state["live"]: True} if state.get("consume") else {}
+        if state.get("keep"):
+            allow[state["old"]] = False
+        self._renames([(state["live"], state["old"]), (state["scratch"], state["live"])], allow)
         return state
 
     def undo_swap(self, state: dict) -> None:
@@ -254,7 +289,10 @@ class RestoreMixin:
         with self.maintenance() as conn:
             exists = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
         if state["old"] in exists:
-            self._rename_pair((state["live"], state["scratch"]), (state["old"], state["live"]))
+            allow = {state["live"]: True}  # a kept old one was sealed by swap_in
+            if state.get("consume"):
+                allow[state["scratch"]] = False  # the consumed clone is a sealed clone again
+            self._renames([(state["live"], state["scratch"]), (state["old"], state["live"])], allow)
 
     def _drop(self, name: str) -> None:
         with self.maintenance() as conn:
@@ -262,11 +300,13 @@ class RestoreMixin:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
     def finish(self, state: dict) -> None:
-        if state["mode"] == "swap":
+        """Drop the replaced database, unless it is kept as the safety snapshot's clone."""
+        if state["mode"] == "swap" and not state.get("keep"):
             self._drop(state["old"])
 
     def discard(self, state: dict) -> None:
-        if state["mode"] == "swap":
+        """Drop the prepared copy; a clone that was to be consumed stays the snapshot's."""
+        if state["mode"] == "swap" and not state.get("consume"):
             self._drop(state["scratch"])
 
     def is_swapped(self, state: dict) -> bool:

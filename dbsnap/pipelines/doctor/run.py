@@ -10,7 +10,7 @@ from ...project.discovery import Project
 from .check import FAIL, Check, guard
 from .databases import check_databases
 from .project import check_dbsnap, check_django, check_migrations, check_project, check_python, check_settings
-from .store import check_journal, check_lock, check_space, check_store
+from .store import check_journal, check_lock, check_safety, check_space, check_store
 
 
 def run_checks(ctx: Context) -> list[Check]:
@@ -31,6 +31,8 @@ def run_checks(ctx: Context) -> list[Check]:
     store = ctx.store.root
     checks += guard("store", check_store, store)
     checks += guard("disk space", check_space, ctx)
+    if project is not None:
+        checks += guard("safety snapshots", check_safety, ctx)
     checks += guard("lock", check_lock, store)
     checks += guard("journal", check_journal, ctx)
     return checks

@@ -83,6 +83,44 @@ def check_space(ctx: Context) -> Check:
     return Check("disk space", OK, detail)
 
 
+def check_safety(ctx: Context) -> Check:
+    """Safety snapshots against their own retention, and clone-only ones against the clone budget."""
+    from ..clone_only import check_clones_present, clone_bytes, is_clone_only
+    from ..safety_retention import plan, policy
+
+    rules = policy(ctx)
+    newest = [s.name for s in ctx.store.list() if s.origin == "pre-rollback"][-1:]
+    decisions = plan(ctx, newest[0] if newest else None)  # as the last rollback left it: its own is kept
+    kept = [d for d in decisions if d.keep]
+    only = [d.snapshot for d in kept if is_clone_only(d.snapshot)]
+    used = sum(clone_bytes(s) for s in only)
+    budget = (
+        f"of the {human_bytes(rules.clone_budget)} clone budget" if rules.clone_budget is not None else "(no budget)"
+    )
+    detail = (
+        f"{len(decisions)} safety snapshot(s), {len(only)} clone-only using {human_bytes(used)} {budget}; "
+        f"retention: {rules.describe()}"
+    )
+    vanished = []
+    for snap in only:
+        try:
+            check_clones_present(ctx, snap)
+        except IntegrityError as e:
+            vanished.append(e.message)
+    if vanished:
+        return Check("safety snapshots", FAIL, f"{detail}; {vanished[0]}", "delete it: it holds no database")
+    gone = [d.name for d in decisions if not d.keep]
+    if gone or (rules.clone_budget is not None and used > rules.clone_budget):
+        why = f"{len(gone)} past their retention (removed after the next rollback or reset)" if gone else "over budget"
+        return Check(
+            "safety snapshots",
+            WARN,
+            f"{detail}; {why}",
+            "raise clone-budget, or 'dbsnap save --from NAME' / 'dbsnap pin NAME' one you want to keep",
+        )
+    return Check("safety snapshots", OK, detail)
+
+
 def flock_holders(path: Path) -> list[int] | None:
     """Pids holding a ``flock`` on ``path`` according to ``/proc/locks`` (None when it cannot be read).
 
