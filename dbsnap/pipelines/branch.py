@@ -70,11 +70,15 @@ def _oid(e: Engine, name: str) -> int | None:
     return e._oid_of(name)  # type: ignore[attr-defined]
 
 
-def _db_bytes(e: Engine) -> int:
+def _facts(e: Engine) -> tuple[str | None, int, list[list[str]]]:
+    """(server version, database bytes, django_migrations rows) of the live database: one connection, since the
+    hook's time is mostly connections and child processes."""
     if e.kind == "sqlite":
-        return Path(e.db.name).stat().st_size
-    with e.maintenance() as conn:  # type: ignore[attr-defined]
-        return int(conn.execute("SELECT pg_database_size(%s)", (e.db.name,)).fetchone()[0])
+        return sqlite3.sqlite_version, Path(e.db.name).stat().st_size, e.migration_rows()
+    with e.connect() as conn:  # type: ignore[attr-defined]
+        version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+        return version, size, e._migration_rows(conn)  # type: ignore[attr-defined]
 
 
 def _check_target(ctx: Context, snap: Snapshot, engines: list[Engine]) -> dict[str, dict]:
@@ -195,7 +199,7 @@ def switch(
         journal["phase"] = "finishing"
         ctx.store.write_journal(journal)
         faults.point("branch.before-finish")
-        finish(ctx, journal)
+        finish(ctx, journal, switched=True)
     except BaseException as exc:
         state = _recover_after_failure(ctx, journal)
         if isinstance(exc, KeyboardInterrupt):
@@ -248,16 +252,16 @@ def _prepare(ctx: Context, journal: dict, engines: list[Engine], top: Path) -> N
     databases = {}
     for e, entry in zip(engines, journal["databases"], strict=True):
         db = e.db
-        fact = e.preflight()
+        version, size, rows = _facts(e)
         d = {
             **{k: v for k, v in db.public().items() if k in ("alias", "name", "host", "port", "user")},
             "engine": e.kind,
             "django_engine": db.django_engine,
             "payload": None,
-            "raw_bytes": _db_bytes(e),
-            "server_version": fact.get("server_version"),
-            "client_version": fact.get("client_version"),
-            "migrations": e.migration_rows(),
+            "raw_bytes": size,
+            "server_version": version,
+            "client_version": None,  # no tool is run: nothing is dumped
+            "migrations": rows,
             "tables": {},
         }
         if e.kind == "postgresql":
@@ -349,14 +353,15 @@ def where(e: Engine, entry: dict) -> str:
     return "A" if ident == entry.get("keep_id") else "B"
 
 
-def finish(ctx: Context, journal: dict) -> None:
-    """Forward: every database switched (or copied); commit A's state, drop B's (now live), mark B. Idempotent."""
+def finish(ctx: Context, journal: dict, switched: bool = False) -> None:
+    """Forward: every database switched (or copied); commit A's state, drop B's (now live), mark B. Idempotent.
+    ``switched``: the caller has just switched every database itself (nothing to look up on the server)."""
     journal["phase"] = "finishing"
     ctx.store.write_journal(journal)
     engines = {e.db.alias: e for e in _journal_engines(ctx, journal)}
     for entry in journal["databases"]:
         e = engines[entry["alias"]]
-        if journal["mode"] == "switch":
+        if journal["mode"] == "switch" and not switched:
             if where(e, entry) == "A":
                 _keep(e, entry)
             if where(e, entry) == "none":

@@ -137,11 +137,12 @@ def other_worktree(top: Path, keys: set[str]) -> tuple[Path, str | None] | None:
     except (OSError, ValueError):
         reg = {}
     reg = reg if isinstance(reg, dict) else {}
-    live = {str(r): b for r, b in git.worktrees(top)}
-    for k in keys:
-        owner = reg.get(k)
-        if isinstance(owner, str) and owner != str(top) and owner in live:
-            return Path(owner), live[owner]
+    owners = {reg.get(k) for k in keys} - {None, str(top)}
+    if owners:  # only then ask git which worktrees still exist (a child process less on every switch)
+        live = {str(r): b for r, b in git.worktrees(top)}
+        for owner in owners:
+            if isinstance(owner, str) and owner in live:
+                return Path(owner), live[owner]
     changed = {k: str(top) for k in keys if reg.get(k) != str(top)}
     if changed:
         atomic_write(path, json.dumps(reg | changed, indent=2, sort_keys=True) + "\n")
@@ -158,8 +159,8 @@ def files_before_checkout(top: Path, root: Path, folders: list[str], old: str | 
     tmp = Path(tempfile.mkdtemp(prefix="dbsnap-branch-files-"))
     prefix = root.relative_to(top).as_posix()
     rel_top = [f if prefix == "." else f"{prefix}/{f}" for f in folders]
-    before = git.tree_files(top, old, rel_top) if old else {}
-    after = git.tree_files(top, new, rel_top) if new and old else {}
+    before = git.tree_files(top, old, rel_top) if old and old != new else {}
+    after = git.tree_files(top, new, rel_top) if new and old and old != new else {}
     replaced = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
     for folder in folders:
         base = root / folder
