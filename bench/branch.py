@@ -56,8 +56,8 @@ def build(tmp: Path, name: str, size: int) -> tb.Project:
     psql("CREATE TABLE bench_blob (id serial PRIMARY KEY, body text)", name)
     while int(psql("SELECT pg_database_size(current_database())", name)) < size:
         psql(
-            "INSERT INTO bench_blob (body) SELECT (SELECT string_agg(md5(random()::text || g::text), '') "
-            "FROM generate_series(1, 30)) FROM generate_series(1, 50000) g",
+            "INSERT INTO bench_blob (body) SELECT (SELECT string_agg(md5(random()::text || k::text || g::text), '') "
+            "FROM generate_series(1, 30) k) FROM generate_series(1, 50000) g",
             name,
         )
     psql("CHECKPOINT")

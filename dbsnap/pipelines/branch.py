@@ -223,7 +223,10 @@ def switch(
         for f in ctx.project.folders:
             now |= current_files(root, f.path)
         result.files = bs.compare_files(recorded, now)
-    rows = {e.db.alias: e.migration_rows() for e in engines}
+    # The live databases' history rows without asking them: B's were recorded when its state was kept (a sealed
+    # clone or a moved file, unchanged since), a copy's are A's, read just before.
+    source = target.manifest if target is not None else json.loads((ctx.store.root / kept / MANIFEST).read_text())
+    rows = {a: d.get("migrations") or [] for a, d in source["databases"].items()}
     result.to_apply, result.missing = bs.pending_migrations(ctx, rows)
     result.seconds = time.monotonic() - started
     return result
