@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 from datetime import datetime, timezone
 
@@ -189,10 +188,11 @@ def prune_(obj: Obj, keep_branches: int | None, grace: str | None, dry_run: bool
     out("\n".join(f"{verb} {n}: {w}" for n, w in removed) or "no branch state to remove", False)
 
 
-def _timeout(obj: Obj) -> float:
-    raw = os.environ.get("DBSNAP_BRANCH_TIMEOUT")
-    if raw is None and obj.kwargs.get("project"):
-        raw = read_pyproject(obj.kwargs["project"]).get("branch-timeout")
+def _timeout(ctx) -> float:
+    """``branch-timeout``: DBSNAP_BRANCH_TIMEOUT (environment or .env), else ``[tool.dbsnap] branch-timeout``."""
+    raw = ctx.env.get("DBSNAP_BRANCH_TIMEOUT")
+    if raw is None and ctx.root is not None:
+        raw = read_pyproject(ctx.root).get("branch-timeout")
     try:
         return float(raw) if raw is not None else DEFAULT_TIMEOUT
     except ValueError:
@@ -212,12 +212,13 @@ def hook(obj: Obj, old: str, new: str, flag: str) -> None:
     """What the post-checkout hook runs: one line, never a failure (the checkout has happened already)."""
     if flag != "1":
         return  # a file checkout: the branch did not change
-    bound = _timeout(obj)
+    bound = DEFAULT_TIMEOUT
     target = None
     try:
         from ..project import git
 
         ctx = obj.ctx("branch hook", quiet=True)
+        bound = _timeout(ctx)
         root = ctx.project.root
         target = git.current_branch(root)
         if target is None:

@@ -86,10 +86,10 @@ def status(ctx: Context) -> BranchStatus:
 
 
 def resolve_retention(ctx: Context, keep: int | None, grace: str | None) -> tuple[int | None, str]:
-    """keep-branches and branch-grace: the flags, else DBSNAP_KEEP_BRANCHES / DBSNAP_BRANCH_GRACE, else
+    """keep-branches and branch-grace: the flags, else DBSNAP_BRANCH_KEEP / DBSNAP_BRANCH_GRACE, else
     ``[tool.dbsnap]`` keep-branches / branch-grace; grace defaults to 14d, keep-branches to unlimited."""
     table = read_pyproject(ctx.root) if ctx.root else {}
-    raw_keep = keep if keep is not None else ctx.env.get("DBSNAP_KEEP_BRANCHES", table.get("keep-branches"))
+    raw_keep = keep if keep is not None else ctx.env.get("DBSNAP_BRANCH_KEEP", table.get("keep-branches"))
     raw_grace = grace or ctx.env.get("DBSNAP_BRANCH_GRACE") or table.get("branch-grace") or DEFAULT_GRACE
     try:
         n = int(raw_keep) if raw_keep is not None else None
