@@ -4,7 +4,7 @@ same database when DSLR is installed (``--dslr PATH`` to its executable).
 
     .venv/bin/python bench/branch.py --size 1GB --repeat 5 [--dslr /path/to/venv/bin/dslr]
 
-Builds ``dbsnap_bench_br_<hex>``: the example project migrated and seeded, then ``bench_blob`` filled in SQL
+Builds ``branchbench_<hex>``: the example project migrated and seeded, then ``bench_blob`` filled in SQL
 until ``pg_database_size`` reaches the size; a git repository of the project with ``feature/b`` (a model and a
 data migration), made by the tests' own helpers (``tests/test_branch.py``: run it with the dev .venv);
 ``dbsnap branch install``. Prints a Markdown table; drops every database it made at the end.
@@ -80,7 +80,7 @@ def main() -> int:
     ap.add_argument("--dslr", default=shutil.which("dslr"), help="the dslr executable (default: on PATH)")
     args = ap.parse_args()
     size = parse_size(args.size)
-    name = f"dbsnap_bench_br_{secrets.token_hex(3)}"
+    name = f"branchbench_{secrets.token_hex(3)}"  # not dbsnap_bench_*: bench/run.py drops those
     tmp = Path(tempfile.mkdtemp(prefix="dbsnap-bench-branch-"))
     rows: list[tuple[str, list[float], str]] = []
     try:
