@@ -485,3 +485,65 @@ def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None)
     ctx.databases()
     with locked(ctx, f"import {name}"):
         return exchange.import_dump(ctx, path, name, note=note)
+
+
+# -- the database follows the branch (pipelines.branch*; imported on use) ---------------------------------------
+
+
+def branch_install(ctx: Context, *, chain: bool = False, force: bool = False):
+    """Write the git post-checkout hook; a foreign one is refused unless ``chain``/``force`` (then it runs first)."""
+    from .pipelines import branch_hook
+
+    return branch_hook.install(ctx.project.root, chain=chain, force=force)
+
+
+def branch_uninstall(ctx: Context):
+    """Remove dbsnap's post-checkout hook (a chained one is put back)."""
+    from .pipelines import branch_hook
+
+    return branch_hook.uninstall(ctx.project.root)
+
+
+def branch_status(ctx: Context):
+    """The hook, the branch the live database is marked as, and every branch state with size, age and whether
+    its recorded migration files still match the branch; read-only."""
+    from .pipelines import branch_admin
+
+    recover_if_needed(ctx)
+    return branch_admin.status(ctx)
+
+
+def branch_switch(
+    ctx: Context,
+    branch: str,
+    *,
+    previous: str | None = None,
+    old_commit: str | None = None,
+    new_commit: str | None = None,
+    prune: bool = True,
+):
+    """Make the live database ``branch``'s: the current state kept as a branch state, ``branch``'s put in place
+    (all or nothing, journaled); then the branch retention, when configured (its removals on ``result.pruned``)."""
+    from .pipelines import branch as br
+    from .pipelines import branch_admin
+
+    ctx.databases()
+    with locked(ctx, f"branch switch {branch}"):
+        result = br.switch(ctx, branch, previous=previous, old_commit=old_commit, new_commit=new_commit)
+        result.pruned = []
+        if prune and result.action in ("switched", "started"):
+            keep, grace = branch_admin.resolve_retention(ctx, None, None)
+            result.pruned = branch_admin.execute(ctx, branch_admin.plan(ctx, keep, grace))
+        return result
+
+
+def branch_prune(ctx: Context, *, keep: int | None = None, grace: str | None = None, dry_run: bool = False):
+    """Apply the branch retention (keep-branches, the grace period of deleted branches); the removals, with why."""
+    from .pipelines import branch_admin
+
+    keep, grace_ = branch_admin.resolve_retention(ctx, keep, grace)
+    with locked(ctx, "branch prune"):
+        removals = branch_admin.plan(ctx, keep, grace_)
+        if not dry_run:
+            branch_admin.execute(ctx, removals)
+        return [(s.name, why) for s, why in removals]

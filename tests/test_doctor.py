@@ -113,7 +113,7 @@ def test_healthy_project_is_all_ok_and_creates_nothing(each: Project) -> None:
     checks = report(proc)
     assert {n: c for n, c in checks.items() if c[0] != "ok"} == {}
     common = ["python", "dbsnap", "project", "settings", "django", "migrations", "database default"]
-    store = ["store", "disk space", "safety snapshots", "lock", "journal"]
+    store = ["store", "disk space", "safety snapshots", "lock", "journal", "branch states"]
     if each.pg_name:
         privileges = ["default: maintenance db", "default: create databases", "default: terminate sessions"]
         privileges.append("default: clones")  # no clone without a snapshot: ok

@@ -12,7 +12,7 @@ import click
 
 from .. import __version__, procs
 from ..errors import DbsnapError
-from . import compare, doctor, exchange, maintenance, remote, reset, rollback, snapshots
+from . import branch, compare, doctor, exchange, maintenance, remote, reset, rollback, snapshots
 from .common import Obj
 
 
@@ -83,6 +83,7 @@ COMMANDS = (
     compare.status,
     compare.diff,
     doctor.doctor,
+    branch.branch,
 )
 
 

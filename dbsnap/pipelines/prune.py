@@ -80,8 +80,10 @@ class PrunePlan:
 
 
 def plan(ctx: Context, policy: Policy, source: str, tz: tzinfo | None, now: datetime | None = None) -> PrunePlan:
-    """Decide for every complete snapshot, per database; nothing is deleted here."""
-    return plan_for(ctx.store.list(), policy, source, tz, now)
+    """Decide for every complete snapshot, per database; nothing is deleted here. Branch states (origin
+    ``branch``: a branch's live database, kept while another branch is checked out) have their own retention
+    (``dbsnap branch prune``) and are never removed by this policy."""
+    return plan_for([s for s in ctx.store.list() if s.origin != "branch"], policy, source, tz, now)
 
 
 def plan_for(

@@ -1,6 +1,7 @@
 """What every locked dbsnap command runs first: finish or undo the work a killed run left in the store's journal.
 
-The journal is a rollback's (finished or undone by ``rollback.recover``), a reset's (finished or rolled back by
+The journal is a branch switch's (finished or undone by ``branch.recover``), a rollback's (finished or undone
+by ``rollback.recover``), a reset's (finished or rolled back by
 ``reset_recovery``), or a rollback that a reset started to undo itself, carrying the reset's journal as
 ``outer``: when that rollback is undone, the reset's journal is back and is recovered in turn.
 """
@@ -8,7 +9,7 @@ The journal is a rollback's (finished or undone by ``rollback.recover``), a rese
 from __future__ import annotations
 
 from ..context import Context
-from . import keep_data, reset_recovery
+from . import branch, keep_data, reset_recovery
 from . import reset_journal as rj
 from . import rollback as rb
 
@@ -20,6 +21,8 @@ def recover_pending(ctx: Context) -> str | None:
         journal = rb.pending_journal(ctx)  # confined to this project and store before anything acts on it
         if not journal:
             return outcome
+        if journal.get("kind") == branch.KIND:
+            return branch.recover_pending(ctx, journal)  # A's state or B's, judged from the databases themselves
         if journal.get("kind") == rj.KIND and journal.get("mode") == keep_data.MODE:
             return keep_data.recover_pending(ctx, journal)  # never a restore: the old rows and files go back
         if journal.get("kind") == rj.KIND:

@@ -187,7 +187,10 @@ def check_journal(ctx: Context) -> Check:
     if journal is None:
         return Check("journal", OK, "no unfinished rollback")
     phase = journal.get("phase", "?")
-    if journal.get("kind") == "reset":
+    if journal.get("kind") == "branch-switch":
+        what = f"switch of the database from {journal.get('from')} to {journal.get('to')} (pid "
+        what += f"{journal.get('pid', '?')}, phase {phase})"
+    elif journal.get("kind") == "reset":
         kind = "reset --keep-data" if journal.get("mode") == "keep-data" else "reset"
         what = f"{kind} (safety snapshot {journal.get('safety_snapshot', '?')}, pid {journal.get('pid', '?')}, since "
         what += f"{journal.get('started', '?')}, stopped {where(journal)})"
@@ -197,7 +200,7 @@ def check_journal(ctx: Context) -> Check:
         what += f"{journal.get('started', '?')}, phase {phase})"
     if flock_holders(ctx.store.root / LOCK_NAME):
         return Check("journal", WARN, f"{what} is running now", "wait for it to finish")
-    outcome = "finishes" if phase in FORWARD_PHASES else "finishes or undoes"
+    outcome = "finishes" if phase in (*FORWARD_PHASES, "finishing") else "finishes or undoes"
     if journal.get("kind") == "reset":
         outcome = "finishes" if phase == "finishing" else "rolls back"
         if journal.get("mode") == "keep-data":  # finished when its rewrite committed, else its old history is back
@@ -208,3 +211,19 @@ def check_journal(ctx: Context) -> Check:
         f"unfinished {what}: the next dbsnap command {outcome} it before anything else",
         "run any dbsnap command (e.g. 'dbsnap list') to recover now",
     )
+
+
+def check_branch_states(ctx: Context) -> Check:
+    """The disk budget of branch states: how many, and what they hold (PostgreSQL clones on the server's disk,
+    SQLite files in the store), beside the free space where the store lives."""
+    from ..branch_admin import budget
+
+    count, size = budget(ctx)
+    if not count:
+        return Check("branch states", OK, "none (see 'dbsnap branch install')")
+    free = shutil.disk_usage(_existing(ctx.store.root)).free
+    detail = f"{count} branch state(s) hold {human_bytes(size)} (their databases, kept while another branch is out)"
+    fix = "'dbsnap branch prune --keep-branches N', or delete the states of branches you are done with"
+    if size > free:
+        return Check("branch states", WARN, f"{detail}, more than the {human_bytes(free)} free beside the store", fix)
+    return Check("branch states", OK, f"{detail}; {human_bytes(free)} free")
