@@ -27,7 +27,7 @@ def export(obj: Obj, name: str, dest: Path, force: bool, as_json: bool) -> None:
       dbsnap export pre-reset --to pre-reset.dump && pg_restore -d shop_copy pre-reset.dump
       dbsnap export pre-reset --to pre-reset.sqlite3      # SQLite: the database file itself
     """
-    result = api.export(obj.ctx("export"), name, dest, force=force)
+    result = api.export(obj.ctx("export", as_json=as_json), name, dest, force=force)
     out(result if as_json else f"wrote {result['file']}: {result['format']}", as_json)
 
 
@@ -48,5 +48,5 @@ def import_(obj: Obj, file: Path, name: str, note: str | None, as_json: bool) ->
       dbsnap import backups/default-2026-01-01.psql.bin nightly-from-dbbackup
       pg_dump -Fc shop > shop.dump && dbsnap import shop.dump before-upgrade
     """
-    snap = api.import_dump(obj.ctx("import"), file, name, note=note)
+    snap = api.import_dump(obj.ctx("import", as_json=as_json), file, name, note=note)
     out(render.snapshot_summary(snap) if as_json else f"imported {file.name} as {snap.name} (database only)", as_json)

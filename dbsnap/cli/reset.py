@@ -63,7 +63,7 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
         carry_sql=options["carry_sql"],
     )
     steps = keep_data.STEPS if opts.keep_data else STEPS
-    ctx = obj.ctx("reset")
+    ctx = obj.ctx("reset", as_json=as_json)
     quiet = obj.kwargs["quiet"] or as_json
     pending = {"open": False}
 
