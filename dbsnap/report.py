@@ -101,12 +101,15 @@ class ProgressCounter:
         if self.owner is not None and self.owner.active is self:
             self.owner.active = None
 
-    def clear(self) -> None:
-        """Wipe the live line so that another line can be written in its place (it is redrawn on the next tick)."""
+    def write_over(self, stream: TextIO, text: str) -> None:
+        """Write ``text`` in place of the live line (redrawn below it on the next tick); under the ticker's lock,
+        so a redraw never lands between the two."""
         with self._lock:
             if self.drawn and self.stream is not None:
                 self.stream.write("\r\x1b[K")
                 self.drawn = False
+            stream.write(text)
+            stream.flush()
 
     def _tick(self) -> None:
         while not self._stop.wait(self.TICK):
@@ -160,8 +163,9 @@ class HumanReporter(Reporter):
         self.active: ProgressCounter | None = None
 
     def _write(self, text: str) -> None:
-        if self.active is not None:
-            self.active.clear()  # a step or a warning never lands in the middle of a progress line
+        if self.active is not None:  # a step or a warning never lands in the middle of a progress line
+            self.active.write_over(self.stream, text + "\n")
+            return
         self.stream.write(text + "\n")
         self.stream.flush()
 
