@@ -155,6 +155,8 @@ class Ctx:
     dbsnap: str
     python: str
     my: object = None  # mysql.MY when the run includes MySQL
+    others_venv: Path | None = None  # the bench's environment with django-dbbackup and DSLR (None: --no-others)
+    others_versions: dict | None = None
 
     def db_name(self, label: str, suffix: str = "") -> str:
         # At most 40 characters, so dbsnap's scratch databases (name[:40] + "_dbsnap_new_...") keep the prefix

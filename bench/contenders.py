@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -185,7 +186,21 @@ def pg_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
         pg.drop(fresh)
         return size
 
+    def safety_deleted(i: int) -> int:
+        size = check(db)
+        _delete_snapshots_but(ctx, b, store, {"base", "cbase"})  # the safety snapshot this run made
+        return size
+
     rollback = [
+        Contender(
+            "pg-rollback-dbsnap-safe",
+            "dbsnap rollback (default: safety snapshot)",
+            "dbsnap",
+            lambda i: dbsnap_argv(ctx, b, store, "rollback", "base", "--yes"),
+            env,
+            b.project,
+            after=safety_deleted,
+        ),
         Contender(
             "pg-rollback-dbsnap",
             "dbsnap rollback (dump, --jobs auto)",
@@ -283,6 +298,45 @@ def _size_then_drop(pg: PG, db: str) -> int:
     return size
 
 
+def _delete_snapshots_but(ctx: Ctx, b: Built, store: Path, keep: set[str]) -> None:
+    out = subprocess.run(
+        dbsnap_argv(ctx, b, store, "list", "--json"), env=b.env, cwd=b.project, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise BenchError(f"dbsnap list failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    for snap in json.loads(out.stdout):
+        if snap["name"] not in keep:
+            run_quiet(dbsnap_argv(ctx, b, store, "-q", "delete", snap["name"], "--yes"), b.env, b.project, "delete")
+
+
+def fixed_cost_group(ctx: Ctx, label: str, b: Built) -> Group:
+    """The fixed cost of one command: ``dbsnap list`` on an empty store, against starting the interpreter alone."""
+    empty = ctx.tmp / label / "empty-store"
+    python = str(Path(ctx.dbsnap).with_name("python")) if Path(ctx.dbsnap).with_name("python").exists() else ctx.python
+    return Group(
+        "dbsnap",
+        "fixed cost",
+        [
+            Contender(
+                "cmd-list-empty",
+                "dbsnap list (empty store)",
+                "dbsnap",
+                lambda i: dbsnap_argv(ctx, b, empty, "list"),
+                b.env,
+                b.project,
+            ),
+            Contender(
+                "cmd-python",
+                "python -c pass (interpreter start)",
+                "raw",
+                lambda i: [python, "-c", "pass"],
+                b.env,
+                b.project,
+            ),
+        ],
+    )
+
+
 def sqlite_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
     work = ctx.tmp / label / "sqlite"
     store = work / "store"
@@ -342,7 +396,22 @@ def sqlite_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
         return live.stat().st_size
 
     new = live.with_name(live.name + ".new")
+
+    def safety_deleted(i: int) -> int:
+        size = check(i)
+        _delete_snapshots_but(ctx, b, store, {"base"})
+        return size
+
     rollback = [
+        Contender(
+            "sqlite-rollback-dbsnap-safe",
+            "dbsnap rollback (default: safety snapshot)",
+            "dbsnap",
+            lambda i: dbsnap_argv(ctx, b, store, "rollback", "base", "--yes"),
+            env,
+            b.project,
+            after=safety_deleted,
+        ),
         Contender(
             "sqlite-rollback-dbsnap",
             "dbsnap rollback",

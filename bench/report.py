@@ -26,7 +26,8 @@ from contenders import Contender
 from measure import SAMPLE_INTERVAL, SAMPLER
 
 TIMES = "\u00d7"  # the multiplication sign of the ratios
-ENGINE = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL/MariaDB"}
+ENGINE = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL/MariaDB", "dbsnap": "—"}
+TARGET_FIXED_COST = 0.25  # seconds for `dbsnap list` on an empty store (issue 14)
 
 
 def ratio_text(r: float | None, target: float | None = None, digits: int = 2) -> str:
@@ -97,6 +98,17 @@ def pairs_for(rows: dict[str, dict]) -> list[dict]:
         ("my-save-dbsnap", "my-save-raw", TARGET_SAVE_TIME, TARGET_SAVE_SIZE),
         ("my-rollback-dbsnap", "my-rollback-raw", TARGET_ROLLBACK_TIME, None),
         ("sqlite-rollback-dbsnap", "sqlite-rollback-raw", None, None),
+        # issue 14: the other tools, and the default rollback (safety snapshot included)
+        ("pg-save-dbsnap", "pg-save-dbbackup", 1.0, None),
+        ("pg-save-dbsnap", "pg-save-dslr", None, None),
+        ("pg-rollback-dbsnap-safe", "pg-rollback-raw", 1.15, None),
+        ("pg-rollback-dbsnap-safe", "pg-rollback-dbbackup", 1.0, None),
+        ("pg-rollback-dbsnap-safe", "pg-clone-dslr", None, None),
+        ("pg-clone-dbsnap", "pg-clone-dslr", 1.15, None),
+        ("sqlite-save-dbsnap", "sqlite-save-dbbackup", 1.0, None),
+        ("sqlite-rollback-dbsnap-safe", "sqlite-rollback-raw", None, None),
+        ("sqlite-rollback-dbsnap-safe", "sqlite-rollback-dbbackup", 1.0, None),
+        ("cmd-list-empty", "cmd-python", None, None),
     ]
     out = []
     for a, b, t_time, t_size in spec:
@@ -164,6 +176,7 @@ def machine_info(ctx: Ctx) -> dict:
         "repeat": ctx.args.repeat,
         "seed_share": ctx.args.seed_share,
         "rss_sampler": SAMPLER,
+        "others": ctx.others_versions,
     }
 
 
@@ -178,6 +191,14 @@ def render(meta: dict, sizes: list[dict]) -> str:
         f"- PostgreSQL server {meta['postgresql_server'] or '—'}; {meta['pg_dump'] or ''}; {meta['zstd']}; "
         f"sqlite3 {meta['sqlite3']}" + (f"; MySQL server {meta['mysql_server']}" if meta.get("mysql_server") else ""),
         f"- {meta['dbsnap']} at {meta['dbsnap_commit']}; Python {meta['python']}, zstandard {meta['python_zstandard']}",
+        *(
+            [
+                f"- other tools (bench/.venv): django-dbbackup {o['django-dbbackup']}, DSLR {o['dslr']}, "
+                f"Django {o['Django']}"
+            ]
+            if (o := meta.get("others"))
+            else []
+        ),
         f"- {meta['repeat']} runs per contender, alternated; median wall time; peak RSS = max over runs of the "
         f"whole process tree ({meta['rss_sampler']}, every {SAMPLE_INTERVAL * 1000:.0f} ms); MB = MiB",
     ]
@@ -195,7 +216,10 @@ def render(meta: dict, sizes: list[dict]) -> str:
         "|---|---|---|---|--:|---|--:|--:|--:|---|---|",
     ]
     for s in sizes:
-        by_raw = {p["raw"]: p for p in s["pairs"]}
+        by_raw: dict[str, list[dict]] = {}
+        for p in s["pairs"]:
+            by_raw.setdefault(p["raw"], []).append(p)
+        labels = {r["key"]: r["contender"] for r in s["rows"]}
         for r in s["rows"]:
             if r["status"] != "ok":
                 lines.append(
@@ -203,19 +227,25 @@ def render(meta: dict, sizes: list[dict]) -> str:
                     f"| *placeholder* | *{r['note']}* | — | — | — | | |"
                 )
                 continue
-            name = f"**{r['contender']}**" if r["kind"] == "dbsnap" else f"`{r['contender']}`".replace("|", "\\|")
+            name = {"dbsnap": f"**{r['contender']}**", "other": f"*{r['contender']}*"}.get(
+                r["kind"], f"`{r['contender']}`".replace("|", "\\|")
+            )
             rss = f"{r['peak_rss_bytes'] / MB:.0f}"
             if r["kind"] == "dbsnap":
                 rss += " ✅" if r["peak_rss_bytes"] / MB <= TARGET_PEAK_MB else " ❌"
-            p = by_raw.get(r["key"])
-            t = ratio_text(p["time_ratio"], p["time_target"]) if p else ""
-            z = ratio_text(p["size_ratio"], p["size_target"], 3) if p and p["size_ratio"] is not None else ""
+            ps = by_raw.get(r["key"], [])
+            # A row compared with more than one dbsnap row names each (the default rollback and the plain one).
+            t = "; ".join(
+                ratio_text(p["time_ratio"], p["time_target"]) + (f" ({labels[p['dbsnap']]})" if len(ps) > 1 else "")
+                for p in ps
+            )
+            z = "; ".join(ratio_text(p["size_ratio"], p["size_target"], 3) for p in ps if p["size_ratio"] is not None)
             runs = " ".join(f"{x['seconds']:.2f}" for x in r["runs"])
             lines.append(
                 f"| {s['label']} | {ENGINE[r['engine']]} | {r['operation']} | {name} | {r['median_seconds']:.2f} "
                 f"| {runs} | {r['median_cpu_seconds']:.2f} | {rss} | {mb(r['output_bytes'])} | {t} | {z} |"
             )
-    lines += ["", "Targets (issue 6):", ""]
+    lines += ["", "Targets (issues 6 and 14):", ""]
     for s in sizes:
         pairs = {(p["dbsnap"], p["raw"]): p for p in s["pairs"]}
         rows = {r["key"]: r for r in s["rows"]}
@@ -242,6 +272,24 @@ def render(meta: dict, sizes: list[dict]) -> str:
         if d and z and d["status"] == z["status"] == "ok" and d["median_seconds"]:
             gain = z["median_seconds"] / d["median_seconds"]
             checks.append(speedup("parallel directory dump vs one stream", gain))
+        for a, b, what in (
+            ("pg-save-dbsnap", "pg-save-dbbackup", "save vs django-dbbackup"),
+            ("pg-rollback-dbsnap-safe", "pg-rollback-raw", "default rollback (safety snapshot) vs raw pg_restore"),
+            ("pg-rollback-dbsnap-safe", "pg-rollback-dbbackup", "default rollback vs django-dbbackup's restore"),
+            ("pg-rollback-dbsnap-safe", "pg-clone-dslr", "default rollback vs DSLR's restore"),
+            ("pg-clone-dbsnap", "pg-clone-dslr", "clone rollback vs DSLR's restore"),
+            ("sqlite-save-dbsnap", "sqlite-save-dbbackup", "SQLite save vs django-dbbackup"),
+            ("sqlite-rollback-dbsnap-safe", "sqlite-rollback-dbbackup", "SQLite default rollback vs django-dbbackup"),
+        ):
+            p = pairs.get((a, b))
+            if p:
+                checks.append(f"{what} {ratio_text(p['time_ratio'], p['time_target'])}")
+        fixed = rows.get("cmd-list-empty")
+        if fixed and fixed["status"] == "ok":
+            ok = "✅" if fixed["median_seconds"] <= TARGET_FIXED_COST else "❌"
+            checks.append(
+                f"fixed cost (`dbsnap list`, empty store) {fixed['median_seconds']:.3f} s (< {TARGET_FIXED_COST} {ok})"
+            )
         lines.append(f"- {s['label']}: " + "; ".join(checks))
     return "\n".join(lines) + "\n"
 

@@ -48,10 +48,11 @@ from common import (
     parse_size,
     size_label,
 )
-from contenders import Group, pg_groups, run_group, sqlite_groups
+from contenders import Group, fixed_cost_group, pg_groups, run_group, sqlite_groups
 from databases import Built, build_pg, build_sqlite, compile_bytecode
 from measure import tail
 from mysql import MY, build_mysql, drop_all, mysql_groups
+from others import DEFAULT_VENV, add_others, ensure_venv
 from report import machine_info, pairs_for, render, row
 
 
@@ -66,11 +67,13 @@ def bench_size(ctx: Ctx, target: int) -> dict:
         pg_built = build_pg(ctx, label, target)
         result["built"]["postgresql"] = pg_built.as_dict()
         groups += pg_groups(ctx, label, pg_built)
+        add_others(ctx, label, pg_built, groups)
         built.append(pg_built)
     if "sqlite" in ctx.args.engines:
         sq = build_sqlite(ctx, label, pg_built, target)
         result["built"]["sqlite"] = sq.as_dict()
         groups += sqlite_groups(ctx, label, sq)
+        add_others(ctx, label, sq, groups)
         built.append(sq)
     if "mysql" in ctx.args.engines:
         my_built = build_mysql(ctx, label, target)
@@ -79,6 +82,8 @@ def bench_size(ctx: Ctx, target: int) -> dict:
         built.append(my_built)
     for b in built:
         compile_bytecode(ctx.python, b.project)
+    if built:
+        groups.insert(0, fixed_cost_group(ctx, label, built[0]))
     for g in groups:
         if g.prepare:
             g.prepare()
@@ -101,7 +106,8 @@ def cleanup(ctx: Ctx, keep: bool, label: str | None = None) -> None:
     if "pg" in ctx.args.engines:
         try:
             for name in ctx.pg.databases():
-                if name.startswith(prefix):
+                # DSLR's own databases are dslr_<unix time>_<name>, the name carrying the prefix (others.py).
+                if name.startswith(prefix) or (name.startswith("dslr_") and prefix in name):
                     log(f"dropping database {name}")
                     ctx.pg.drop(name)
         except BenchError as e:
@@ -128,6 +134,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--my-user", default="root", help="MySQL/MariaDB role that may create schemas (no password)")
     p.add_argument("--dbsnap", help="dbsnap command (default: .venv/bin/dbsnap, else dbsnap on PATH)")
     p.add_argument("--python", help="interpreter with Django for manage.py (default: .venv/bin/python, else this one)")
+    p.add_argument("--no-others", action="store_true", help="leave out django-dbbackup and DSLR")
+    p.add_argument(
+        "--others-venv",
+        type=Path,
+        default=DEFAULT_VENV,
+        help="environment for django-dbbackup and DSLR (default bench/.venv)",
+    )
     p.add_argument("--tmp", type=Path, help="parent folder for the temporary files (default: the system's)")
     args = p.parse_args(argv)
     try:
@@ -171,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     (tmp / "logs").mkdir()
     ctx = Ctx(args, pg, tmp, f"dbsnap_bench_{secrets.token_hex(3)}_", dbsnap, python)
     ctx.my = MY(args.my_host, args.my_port, args.my_user)
+    if not args.no_others and args.engines & {"pg", "sqlite"}:
+        ctx.others_venv = args.others_venv.resolve()
+        ctx.others_versions = ensure_venv(ctx.others_venv)
     if "mysql" in args.engines:
         ctx.my.connect_info()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -14,25 +14,32 @@ from typing import TYPE_CHECKING
 
 from .context import Context
 from .errors import ConfigError, DbsnapError, IntegrityError, SnapshotNotFound, StoreLocked, UsageError
-from .pipelines import consume as cs
-from .pipelines import keep_data as kd
-from .pipelines import prune as pr
-from .pipelines import recovery, safety_retention
-from .pipelines import reset as rs
-from .pipelines import rollback as rb
-from .pipelines import safety as sf
-from .pipelines import verify as vf
-from .pipelines.save import SaveResult, default_name, drop_clones, drop_interrupted_clones, take_snapshot
+from .lazy import lazy
 from .settings import read_pyproject
 from .store import confine, locking
 from .store.fsutil import remove_tree
 from .store.snapshots import Snapshot, validate_name
 
 if TYPE_CHECKING:
-    from .pipelines import compare
+    from .pipelines import compare, recovery, safety_retention
+    from .pipelines import consume as cs
+    from .pipelines import keep_data as kd
+    from .pipelines import prune as pr
     from .pipelines import remote as rm
+    from .pipelines import reset as rs
+    from .pipelines import rollback as rb
+    from .pipelines import safety as sf
+    from .pipelines import save as sv
+    from .pipelines import verify as vf
+    from .pipelines.save import SaveResult
     from .settings import RemoteConfig
     from .store.remote.snapshots import RemoteSnapshot
+else:
+    # The pipelines are imported by the verb that runs them, not by every command: `dbsnap list` needs none of
+    # them, and importing them all is a good part of a command's fixed cost (issue 14).
+    kd, pr, recovery = lazy("keep_data"), lazy("prune"), lazy("recovery")
+    rs, rb, sv, vf = lazy("reset"), lazy("rollback"), lazy("save"), lazy("verify")
+    cs, sf, safety_retention = lazy("consume"), lazy("safety"), lazy("safety_retention")
 
 
 @contextlib.contextmanager
@@ -64,7 +71,7 @@ def _held(ctx: Context, command: str, timeout: float | None = None) -> Iterator[
             ctx.reporter.warn(f"took over the stale lock of {locking.describe_owner(info['took_over'])}")
         if ctx.store.has_journal():
             recovery.recover_pending(ctx)
-        drop_interrupted_clones(ctx)  # before clean_tmp, which removes the records
+        sv.drop_interrupted_clones(ctx)  # before clean_tmp, which removes the records
         ctx.store.clean_tmp()
         yield
 
@@ -140,12 +147,12 @@ def save(
     missing or bad policy, or a failed deletion, is a warning after the save (``result.prune_warning``), so a
     scheduled ``save --prune`` keeps taking snapshots whatever the retention configuration says.
     """
-    name = validate_name(name) if name is not None else default_name()
+    name = validate_name(name) if name is not None else sv.default_name()
     ctx.databases()  # no project, or an unknown --database alias, fails before the store is created
     auto = prune if prune is not None else _auto_prune(ctx)
     with locked(ctx, f"save {name}"):
         clone = clone if clone is not None else _setting_flag(ctx, "DBSNAP_CLONE", "clone")
-        result = take_snapshot(ctx, name, note=note, pin=pin, force=force, verify=verify, clone=clone)
+        result = sv.take_snapshot(ctx, name, note=note, pin=pin, force=force, verify=verify, clone=clone)
         if auto:
             try:
                 policy, source = pr.resolve_policy(ctx, {})
@@ -273,7 +280,7 @@ def delete(ctx: Context, names: list[str], *, force: bool = False) -> list[str]:
             raise UsageError(f"snapshot {pinned[0]!r} is pinned", hint="unpin it first or pass --force")
         for s in snaps:
             ctx.store.delete(s)
-            drop_clones(ctx, s)
+            sv.drop_clones(ctx, s)
         return [s.name for s in snaps]
 
 

@@ -31,6 +31,7 @@ LAYERS = {
     "dbsnap.retention": 1,
     "dbsnap.schema": 1,
     "dbsnap.report": 1,
+    "dbsnap.lazy": 1,  # stand-ins for the pipeline modules, imported on first use (api.py)
     "dbsnap.errors": 1,
     "dbsnap.faults": 1,
     "dbsnap.procs": 1,  # child processes in their own group, dying with dbsnap; SIGTERM/SIGHUP like Ctrl-C

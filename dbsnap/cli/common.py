@@ -19,7 +19,8 @@ class Obj:
     def __init__(self, **kwargs) -> None:
         self.kwargs = kwargs
 
-    def ctx(self, command: str, quiet: bool = False, jobs: str | None = None) -> Context:
+    def ctx(self, command: str, quiet: bool = False, jobs: str | None = None, as_json: bool = False) -> Context:
+        """The command's Context; with ``as_json`` no live progress line is drawn (steps still go to stderr)."""
         k = self.kwargs
         return Context(
             settings=Settings(
@@ -29,7 +30,7 @@ class Obj:
                 lock_timeout=k["lock_timeout"],
                 jobs=jobs,
             ),
-            reporter=HumanReporter(quiet=quiet or k["quiet"]),
+            reporter=HumanReporter(quiet=quiet or k["quiet"], live=not as_json),
             command=command,
         )
 

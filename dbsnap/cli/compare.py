@@ -137,7 +137,7 @@ def status(obj: Obj, against: str | None, use_django: bool | None, as_json: bool
       dbsnap status --against pre-reset --json | jq .in_sync
       dbsnap status --files        # the own apps' files only, without a manage.py child
     """
-    result = api.status(obj.ctx("status"), against, use_django=use_django)
+    result = api.status(obj.ctx("status", as_json=as_json), against, use_django=use_django)
     out(status_json(result) if as_json else status_text(result), as_json)
 
 
@@ -264,7 +264,7 @@ def diff(obj: Obj, a: str, b: str, patch: bool, as_json: bool) -> None:
       dbsnap diff nightly-1 nightly-2 --patch
       dbsnap diff pre-reset latest --json | jq .files
     """
-    result = api.diff(obj.ctx("diff"), a, b, patch=patch)
+    result = api.diff(obj.ctx("diff", as_json=as_json), a, b, patch=patch)
     if as_json:
         out(diff_json(result), True)
         return

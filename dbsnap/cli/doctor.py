@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..context import Context
 from ..errors import ExternalError
-from ..pipelines.doctor import FAIL, OK, WARN, Check, diagnose, failed
 from ..report import Reporter
 from ..settings import Settings
 from .common import Obj, json_opt, out
 
+if TYPE_CHECKING:
+    from ..pipelines.doctor import Check
+
 
 def report_text(checks: list[Check]) -> str:
     """One line per check (``ok``/``warn``/``fail``, name, detail); a ``fix:`` line under each one not ok."""
+    from ..pipelines.doctor import FAIL, OK, WARN  # here: the checks load the engines' modules (fixed cost)
+
     width = max(len(c.name) for c in checks) + 2
     lines = []
     for c in checks:
@@ -39,6 +45,8 @@ def doctor(obj: Obj, as_json: bool) -> None:
       dbsnap doctor
       dbsnap doctor --json | jq -r '.checks[] | select(.status != "ok") | .name'
     """
+    from ..pipelines.doctor import diagnose, failed
+
     k = obj.kwargs
 
     def make_ctx() -> Context:

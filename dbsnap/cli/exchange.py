@@ -28,7 +28,7 @@ def export(obj: Obj, name: str, dest: Path, force: bool, as_json: bool) -> None:
       dbsnap export pre-reset --to pre-reset.sqlite3      # SQLite: the database file itself
       dbsnap export pre-reset --to pre-reset.sql          # MySQL: mysql shop_copy < pre-reset.sql
     """
-    result = api.export(obj.ctx("export"), name, dest, force=force)
+    result = api.export(obj.ctx("export", as_json=as_json), name, dest, force=force)
     out(result if as_json else f"wrote {result['file']}: {result['format']}", as_json)
 
 
@@ -51,5 +51,5 @@ def import_(obj: Obj, file: Path, name: str, note: str | None, as_json: bool) ->
       pg_dump -Fc shop > shop.dump && dbsnap import shop.dump before-upgrade
       mysqldump --single-transaction --routines --triggers shop > shop.sql && dbsnap import shop.sql before-upgrade
     """
-    snap = api.import_dump(obj.ctx("import"), file, name, note=note)
+    snap = api.import_dump(obj.ctx("import", as_json=as_json), file, name, note=note)
     out(render.snapshot_summary(snap) if as_json else f"imported {file.name} as {snap.name} (database only)", as_json)

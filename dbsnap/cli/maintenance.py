@@ -53,10 +53,17 @@ def prune(
 
     if remote is not None:
         plan, deleted = api.prune_remote(
-            obj.ctx("prune"), flags, remote=remote or None, tz_name=tz_name, dry_run=dry_run, confirm=confirm
+            obj.ctx("prune", as_json=as_json),
+            flags,
+            remote=remote or None,
+            tz_name=tz_name,
+            dry_run=dry_run,
+            confirm=confirm,
         )
     else:
-        plan, deleted = api.prune(obj.ctx("prune"), flags, tz_name=tz_name, dry_run=dry_run, confirm=confirm)
+        plan, deleted = api.prune(
+            obj.ctx("prune", as_json=as_json), flags, tz_name=tz_name, dry_run=dry_run, confirm=confirm
+        )
     if as_json:
         out(render.prune_json(plan, deleted, dry_run), True)
     else:

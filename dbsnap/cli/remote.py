@@ -37,7 +37,7 @@ def push(obj: Obj, names: tuple[str, ...], remote: str | None, as_json: bool) ->
       dbsnap push pre-reset --remote s3://team-backups/shop
       DBSNAP_REMOTE=s3://team-backups/shop dbsnap push pre-reset nightly
     """
-    result = api.push(obj.ctx("push"), list(names), remote=remote or None)
+    result = api.push(obj.ctx("push", as_json=as_json), list(names), remote=remote or None)
     if as_json:
         out(result.__dict__, True)
     else:
@@ -64,7 +64,7 @@ def pull(obj: Obj, names: tuple[str, ...], remote: str | None, as_json: bool) ->
       dbsnap pull pre-reset --remote s3://team-backups/shop
       dbsnap rollback pre-reset
     """
-    snaps = api.pull(obj.ctx("pull"), list(names), remote=remote or None)
+    snaps = api.pull(obj.ctx("pull", as_json=as_json), list(names), remote=remote or None)
     if as_json:
         out([render.snapshot_summary(s) for s in snaps], True)
     else:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import SchemaDrift
 from ..pipelines import prerequisites as carry
 from ..pipelines.clone_only import clone_bytes, is_clone_only
-from ..pipelines.keep_data import KeepDataPlan
-from ..pipelines.rollback import RollbackPlan, RollbackResult
-from ..pipelines.save import SaveResult
 from ..report import human_bytes
 from ..schema import table as diff_table
 from ..store.seal import sealed_by
 from ..store.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from ..pipelines.keep_data import KeepDataPlan
+    from ..pipelines.rollback import RollbackPlan, RollbackResult
+    from ..pipelines.save import SaveResult
 
 
 def seconds(s: float) -> str:
@@ -247,6 +251,8 @@ def prune_json(plan, deleted: list[str], dry_run: bool) -> dict:
 
 
 def reset_plan_text(p) -> str:
+    from ..pipelines.keep_data import KeepDataPlan  # here: only reset needs it (a command's fixed cost)
+
     if isinstance(p, KeepDataPlan):
         return keep_data_plan_text(p)
     lines = ["Reset plan:"]

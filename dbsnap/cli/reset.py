@@ -8,8 +8,6 @@ import click
 
 from .. import api
 from ..errors import SchemaDrift, UsageError
-from ..pipelines import keep_data
-from ..pipelines.reset import FAILED, STEPS, ResetOptions
 from . import render
 from .common import Obj, json_opt, out
 
@@ -52,6 +50,10 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
     """
     if options["carry_sql"] and not options["keep_data"]:
         raise UsageError("--carry-sql works with --keep-data only")
+    # Imported here, not at the top: every command loads this module, only reset needs the pipelines.
+    from ..pipelines import keep_data
+    from ..pipelines.reset import FAILED, STEPS, ResetOptions
+
     opts = ResetOptions(
         apps=options["apps"],
         snapshot_name=options["snapshot_name"],
@@ -63,7 +65,7 @@ def reset(obj: Obj, dry_run: bool, yes: bool, as_json: bool, **options) -> None:
         carry_sql=options["carry_sql"],
     )
     steps = keep_data.STEPS if opts.keep_data else STEPS
-    ctx = obj.ctx("reset")
+    ctx = obj.ctx("reset", as_json=as_json)
     quiet = obj.kwargs["quiet"] or as_json
     pending = {"open": False}
 

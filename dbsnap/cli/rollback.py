@@ -63,7 +63,7 @@ def rollback(
       dbsnap rollback big-one --jobs 4   # PostgreSQL: parallel pg_restore
       dbsnap rollback fast --consume-clone   # rename its clone into place, then re-arm it
     """
-    ctx = obj.ctx("rollback", jobs=jobs)
+    ctx = obj.ctx("rollback", jobs=jobs, as_json=as_json)
 
     def confirm(plan) -> bool:
         if not (yes and obj.kwargs["quiet"]):  # the plan is what the user confirms: shown unless nobody asks

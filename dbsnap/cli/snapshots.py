@@ -22,7 +22,7 @@ def info(obj: Obj, as_json: bool) -> None:
       dbsnap info
       dbsnap --project ~/code/shop info --json
     """
-    data = api.info(obj.ctx("info"))
+    data = api.info(obj.ctx("info", as_json=as_json))
     out(data if as_json else render.info_text(data), as_json)
 
 
@@ -74,10 +74,12 @@ def save(
     if source is not None:
         if name is not None or note or pin or force or clone or prune:
             raise UsageError("save --from NAME takes no other snapshot name or option (it keeps NAME's)")
-        result = api.materialize(obj.ctx("save"), source)
+        result = api.materialize(obj.ctx("save", as_json=as_json), source)
         out(render.save_json(result) if as_json else render.save_text(result), as_json)
         return
-    result = api.save(obj.ctx("save"), name, note=note, pin=pin, force=force, prune=prune, verify=verify, clone=clone)
+    result = api.save(
+        obj.ctx("save", as_json=as_json), name, note=note, pin=pin, force=force, prune=prune, verify=verify, clone=clone
+    )
     if result.pruned is not None and not as_json:
         click.echo(render.prune_text(result.pruned, [d.name for d in result.pruned.removals], False), err=True)
     out(render.save_json(result) if as_json else render.save_text(result), as_json)
@@ -97,11 +99,11 @@ def list_(obj: Obj, remote: str | None, as_json: bool) -> None:
       dbsnap list --remote         # the default remote's snapshots
     """
     if remote is not None:
-        _, snaps = api.list_remote(obj.ctx("list"), remote=remote or None)
+        _, snaps = api.list_remote(obj.ctx("list", as_json=as_json), remote=remote or None)
         rows = [render.snapshot_summary(s) | {"encrypted_with": (s.encryption or {}).get("key_id")} for s in snaps]
         out(rows if as_json else render.list_table(snaps), as_json)
         return
-    snaps = api.list_snapshots(obj.ctx("list"))
+    snaps = api.list_snapshots(obj.ctx("list", as_json=as_json))
     out([render.snapshot_summary(s) for s in snaps] if as_json else render.list_table(snaps), as_json)
 
 
@@ -116,7 +118,7 @@ def show(obj: Obj, name: str, as_json: bool) -> None:
     Example:
       dbsnap show latest
     """
-    snap = api.show(obj.ctx("show"), name)
+    snap = api.show(obj.ctx("show", as_json=as_json), name)
     out(snap.manifest if as_json else render.show_text(snap), as_json)
 
 
@@ -138,7 +140,7 @@ def verify(obj: Obj, names: tuple[str, ...], all_: bool, deep: bool, as_json: bo
     """
     if names and all_:
         raise UsageError("give snapshot names or --all, not both")
-    results = api.verify(obj.ctx("verify"), list(names), all_=all_, deep=deep)
+    results = api.verify(obj.ctx("verify", as_json=as_json), list(names), all_=all_, deep=deep)
     if as_json:
         out([r.__dict__ | {"ok": r.ok} for r in results], True)
     else:
@@ -163,7 +165,7 @@ def delete(obj: Obj, names: tuple[str, ...], yes: bool, force: bool, remote: str
       dbsnap delete snap-20260101-120000 old-experiment --yes
       dbsnap delete old-experiment --remote --yes
     """
-    ctx = obj.ctx("delete")
+    ctx = obj.ctx("delete", as_json=as_json)
     if remote is not None:
         confirm_or_refuse(yes, f"Delete {len(names)} snapshot(s) from the remote: {', '.join(names)}?")
         deleted = api.delete_remote(ctx, list(names), remote=remote or None, force=force)

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,31 @@ from ..settings import Bounds
 from ..store.archive import PayloadInfo, compress_chunks, decompress_to, decompressed_chunks, read_chunks
 
 Progress = Callable[[int], None]
+# A tool's stderr line -> True when it is only progress chatter (pg_restore --verbose), kept out of error tails.
+LineWatcher = Callable[[str], bool]
+
+
+def set_phase(progress: Progress | None, name: str, total: int | None = None, show_bytes: bool = True) -> None:
+    """Tell a progress counter that phase ``name`` started (see ``report.ProgressCounter``); plain callables
+    (tests, library callers) only count bytes, so this is a no-op for them."""
+    phase = getattr(progress, "phase", None)
+    if phase is not None:
+        phase(name, total, show_bytes)
+
+
+def set_total(progress: Progress | None, total: int, note: str = "") -> None:
+    """What the bytes counted are measured against (an estimate is fine), and a note shown beside it."""
+    f = getattr(progress, "set_total", None)
+    if f is not None:
+        f(total, note)
+
+
+def note_item(progress: Progress | None, detail: str, count: bool = True) -> None:
+    """One more object of the current phase (``report.ProgressCounter.item``; ``count`` False: only name what
+    is being worked on); a no-op for plain callables."""
+    item = getattr(progress, "item", None)
+    if item is not None:
+        item(detail, count)
 
 
 @dataclass
@@ -246,12 +272,24 @@ def run(argv: list[str], env: dict[str, str], what: str, timeout: float | None =
     return proc.stdout
 
 
-def feed(argv: list[str], payload: Path, progress: Progress | None, env: dict, what: str, head: str = "") -> None:
+def feed(
+    argv: list[str],
+    payload: Path,
+    progress: Progress | None,
+    env: dict,
+    what: str,
+    head: str = "",
+    watch: LineWatcher | None = None,
+) -> None:
     """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError with the tail of its
-    stderr if it fails. The tool is killed on any exception (Ctrl-C, a corrupt payload)."""
+    stderr if it fails. The tool is killed on any exception (Ctrl-C, a corrupt payload). With ``watch``, each
+    stderr line is shown to it as it comes (phases for the progress line); lines it calls chatter are not kept."""
     with stderr_file() as err:
-        proc = procs.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        proc = procs.spawn(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if watch else err, env=env
+        )
         assert proc.stdin is not None
+        reader = _watch_stderr(proc, err, watch) if watch else None
         try:
             try:
                 if head:
@@ -265,8 +303,51 @@ def feed(argv: list[str], payload: Path, progress: Progress | None, env: dict, w
         except BaseException:
             procs.kill(proc)
             raise
+        finally:
+            if reader is not None:
+                reader.join()
         if rc != 0:
             raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
+
+
+def run_watched(argv: list[str], env: dict, what: str, watch: LineWatcher) -> None:
+    """Run a tool to completion, each stderr line shown to ``watch`` as it comes; ExternalError with the tail
+    of the lines it kept on failure. The tool is killed on any exception (Ctrl-C)."""
+    with stderr_file() as err:
+        proc = procs.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        reader = _watch_stderr(proc, err, watch)
+        try:
+            rc = proc.wait()
+        except BaseException:
+            procs.kill(proc)
+            raise
+        finally:
+            reader.join()
+        if rc != 0:
+            raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
+
+
+def _watch_stderr(proc: subprocess.Popen, err, watch: LineWatcher) -> threading.Thread:
+    """A thread reading ``proc``'s stderr line by line until it closes: each line goes to ``watch``, and those
+    that are not chatter to ``err`` (the file the error tail is read from), so unbounded output never fills a
+    pipe or memory."""
+    assert proc.stderr is not None
+    stream = proc.stderr
+
+    def pump() -> None:
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\n")
+            try:
+                chatter = watch(line)
+            except Exception:  # a progress display must never break a restore
+                chatter = False
+            if not chatter:
+                err.write(raw)
+        stream.close()
+
+    t = threading.Thread(target=pump, name="dbsnap-stderr", daemon=True)
+    t.start()
+    return t
 
 
 def first_line(e: BaseException) -> str:

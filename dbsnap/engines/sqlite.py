@@ -15,7 +15,7 @@ from ..errors import ExternalError, IntegrityError, RollbackError
 from ..schema import Schema
 from ..store.archive import compress_chunks, decompress_to, read_chunks
 from ..store.fsutil import atomic_debris, fsync_dir, move_file, remove_tree, sha256_file
-from .base import DumpResult, Engine, Progress
+from .base import DumpResult, Engine, Progress, set_phase
 from .sqlite_keep import KeepMixin, copy_file
 from .sqlite_schema import describe
 
@@ -70,6 +70,7 @@ class SQLiteEngine(KeepMixin, Engine):
             try:
                 src = _connect(self.path, readonly=True)
                 dst = sqlite3.connect(raw)
+                set_phase(progress, "copy", show_bytes=False)  # one backup step: nothing to count until it ends
                 # One step (pages=-1): a single read transaction, so the copy is consistent even while the
                 # application writes (it never restarts, unlike a paged backup under concurrent writes).
                 src.backup(dst)
@@ -81,6 +82,7 @@ class SQLiteEngine(KeepMixin, Engine):
             rows = migration_rows(dst)
             tables = table_counts(dst)
             dst.close()
+            set_phase(progress, "compress", total=raw.stat().st_size)
             with open(raw, "rb") as f:
                 info = compress_chunks(read_chunks(f), dest, progress)
         finally:

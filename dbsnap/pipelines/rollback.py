@@ -456,17 +456,21 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
             faults.point("rollback.after-restore")
         journal["phase"] = "swapping-db"
         ctx.store.write_journal(journal)
+        ticker = ctx.reporter.progress("swap")  # the elapsed time keeps moving through renames, checks, drops
         for e, entry in zip(engines, journal["databases"], strict=True):
             ctx.reporter.step(f"swapping in {e.db.alias}")
+            ticker.phase(f"databases ({e.db.alias})")
             entry["state"] = e.swap_in(entry["state"])
             ctx.store.write_journal(journal)
             faults.point("rollback.after-db-swap")
         journal["phase"] = "swapping-files"
         ctx.store.write_journal(journal)
         ctx.reporter.step("swapping migration folders")
+        ticker.phase("migration folders")
         for f in journal["folders"]:
             _swap_folder(f)
             faults.point("rollback.during-file-swap")
+        ticker.phase("checking the result")
         try:
             _verify(ctx, snap, engines)
         except DbsnapError:
@@ -476,8 +480,11 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
         journal["phase"] = "finishing"
         ctx.store.write_journal(journal)
         faults.point("rollback.before-finish")
+        ticker.phase("finishing (the replaced state goes)")
         recover(ctx, journal)
+        ticker.close()
     except BaseException as exc:
+        ctx.reporter.stop_progress()  # no progress line goes on ticking over the error
         state = _recover_after_failure(ctx, journal)
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(

@@ -184,6 +184,7 @@ def take_snapshot(
         faults.point("save.before-commit")
         snap = ctx.store.commit(staged, name, force=force)
     except BaseException:
+        ctx.reporter.stop_progress()  # no progress line goes on ticking over the error
         remove_tree(staged)
         for engine, made in clones:
             with contextlib.suppress(Exception):

@@ -21,8 +21,9 @@ import MySQLdb
 
 from ... import faults, procs
 from ...errors import ExternalError, IntegrityError
+from ...report import human_bytes
 from ...store.archive import PayloadInfo, compress_chunks, read_chunks
-from ..base import DumpResult, Engine, Progress, feed, read_tail, stderr_file
+from ..base import DumpResult, Engine, Progress, feed, read_tail, set_total, stderr_file
 from . import plain, programs
 from .connection import (
     DATA_TYPES,
@@ -119,6 +120,17 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                 argv.append("--column-statistics=0")
         return [*argv, schema]
 
+    def _dump_estimate(self, conn, schema: str) -> tuple[int, str]:
+        """information_schema's data size of the schema's tables (what mysqldump writes, about) and a note with
+        data and indexes together (the database's size)."""
+        row = self.q(
+            conn,
+            "SELECT COALESCE(SUM(data_length), 0), COALESCE(SUM(data_length + index_length), 0) "
+            "FROM information_schema.tables WHERE table_schema = %s",
+            (schema,),
+        )[0]
+        return int(row[0]), f"{human_bytes(int(row[1]))} database"
+
     def dump(self, dest: Path, progress: Progress | None = None, dbname: str | None = None) -> DumpResult:
         schema = dbname or self.db.name
         lock_conn = self.connect(schema)
@@ -127,6 +139,8 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
             with self.option_file() as opt, stderr_file() as err:
                 argv = self.dump_argv(opt, schema)
                 tables = self.tables(lock_conn, schema)
+                if progress is not None:
+                    set_total(progress, *self._dump_estimate(lock_conn, schema))
                 try:
                     if tables:
                         self.q(lock_conn, "LOCK TABLES " + ", ".join(f"{qi(t)} READ" for t in tables))

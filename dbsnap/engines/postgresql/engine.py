@@ -19,8 +19,19 @@ from psycopg import sql
 
 from ... import procs
 from ...errors import ExternalError
+from ...report import human_bytes as human_size
 from ...store.archive import compress_chunks, read_chunks
-from ..base import DumpResult, Engine, Progress, first_line, read_tail, run, stderr_file, tool_command
+from ..base import (
+    DumpResult,
+    Engine,
+    Progress,
+    first_line,
+    read_tail,
+    run,
+    set_total,
+    stderr_file,
+    tool_command,
+)
 from .clone import CloneMixin
 from .describe import SchemaMixin
 from .restore import RestoreMixin
@@ -49,6 +60,14 @@ def _client_major(text: str) -> tuple[int, str]:
     if not m:
         raise ExternalError(f"cannot read the version from {text.strip()!r}")
     return int(m.group(1)), m.group(0)
+
+
+# The database's size, and its tables' (heap and TOAST, no indexes): about what ``pg_dump -Z0`` writes.
+DUMP_SIZE_SQL = (
+    "SELECT pg_database_size(current_database()), coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'"
+)
 
 
 class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestoreMixin, SessionsMixin, Engine):
@@ -287,6 +306,10 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
         try:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            if progress is not None:
+                db_bytes, table_bytes = conn.execute(DUMP_SIZE_SQL).fetchone()
+                # pg_dump writes the tables' rows and no index: their size is what the stream will come to.
+                set_total(progress, int(table_bytes), f"{human_size(int(db_bytes))} database")
             with stderr_file() as err:
                 proc = procs.spawn(
                     [

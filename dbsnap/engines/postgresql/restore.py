@@ -9,6 +9,7 @@ dropped and the dump replayed inside one transaction (:mod:`.restore_tx`).
 from __future__ import annotations
 
 import errno
+import re
 import secrets
 import shutil
 import time
@@ -20,12 +21,66 @@ from psycopg import sql
 from ... import faults
 from ...errors import ExternalError, IntegrityError, RollbackError
 from ...store.archive import decompress_to
-from ..base import Progress, feed, first_line, run
+from ..base import Progress, feed, first_line, note_item, run_watched, set_phase
 from .create import create_like, db_props
 from .sessions import describe
 
 # Free space kept beyond the spooled dump, so a parallel restore never fills the store's file system to the brim.
 SPOOL_HEADROOM = 256 << 20
+
+
+# pg_restore --verbose lines: "creating INDEX "public.x"", "processing data for table "public.t"", and with
+# --jobs "launching item 1234 INDEX x" / "finished item 1234 INDEX x".
+_VERBOSE = re.compile(
+    r"^pg_restore: (?:(creating|processing data for table|executing|launching item \d+|finished item \d+)\s*(.*)"
+    r"|connecting to database|implied data-only|entering |finished main|processing item|setting owner|transferring|"
+    r"reducing dependencies|dropping |disabling triggers|enabling triggers)"
+)
+_POST_DATA = ("INDEX", "CONSTRAINT", "FK CONSTRAINT", "TRIGGER", "INDEX ATTACH", "RULE", "POLICY")
+
+
+def restore_watcher(progress: Progress | None, streamed: bool = True):
+    """A stderr watcher for ``pg_restore --verbose``: moves ``progress`` to the phase the lines say and counts
+    the objects; True for the verbose lines (chatter), False for the rest (errors, warnings: kept for the error
+    message). Phases only move forward: data, then indexes and constraints once the first post-data object
+    starts; with ``--jobs`` (not ``streamed``) "data, indexes and constraints" while tables are still being
+    loaded beside the first indexes. ``streamed``: the bytes fed measure the data phase."""
+    order = ("", "data", "data, indexes and constraints", "indexes and constraints")
+    state = {"phase": "", "loading": 0}
+
+    def phase(name: str) -> None:
+        if order.index(name) > order.index(state["phase"]):
+            state["phase"] = name
+            set_phase(progress, name, show_bytes=streamed and name == "data")
+
+    def watch(line: str) -> bool:
+        m = _VERBOSE.match(line)
+        if m is None:
+            return False
+        verb, rest = m.group(1) or "", (m.group(2) or "").strip()
+        post = any(f" {k} " in f" {rest} " for k in _POST_DATA)
+        if verb.startswith("launching"):  # --jobs: an object started by one of the workers
+            if "TABLE DATA" in rest:
+                state["loading"] += 1
+                phase("data")
+            elif post:
+                phase("data, indexes and constraints" if state["loading"] else "indexes and constraints")
+            note_item(progress, rest, count=False)
+        elif verb.startswith("finished item"):
+            if "TABLE DATA" in rest:
+                state["loading"] -= 1
+                if not state["loading"] and state["phase"] == "data, indexes and constraints":
+                    phase("indexes and constraints")
+            note_item(progress, rest)
+        elif verb == "processing data for table":
+            phase("data")
+            note_item(progress, rest.strip('"'))
+        elif verb == "creating" and rest.split(' "')[0] in _POST_DATA:
+            phase("indexes and constraints")
+            note_item(progress, rest)
+        return True
+
+    return watch
 
 
 class RestoreMixin:
@@ -151,18 +206,26 @@ class RestoreMixin:
         ``state["jobs"]`` > 1, from a spooled copy by ``pg_restore --jobs`` (tables, indexes and constraints in
         parallel). A failure leaves only the scratch database, which the caller drops."""
         payload = Path(state["payload"])
-        argv = [*pg_restore, "--no-password", "--exit-on-error", "-d", dbname]
+        # --verbose: pg_restore names each object as it starts it, which tells the progress line the phase
+        # (data, then indexes and constraints); those lines are kept out of the error message.
+        argv = [*pg_restore, "--no-password", "--exit-on-error", "--verbose", "-d", dbname]
         env, what = self.tool_env(dbname), f"pg_restore into {dbname!r}"
         jobs = int(state.get("jobs") or 1)
         if getattr(self, "tools_in_container", lambda: False)():
             jobs = 1  # a spooled file on the host is not there for a pg_restore inside a container: stream it
+        if jobs > 1:
+            set_phase(progress, "decompressing")
         spool = self._spool(payload, state, progress) if jobs > 1 else None
+        watch = restore_watcher(progress, streamed=spool is None)
         if spool is None:
-            self._feed([*argv, "--single-transaction"], payload, progress, env=env, what=what)
+            set_phase(progress, "schema")
+            feed([*argv, "--single-transaction"], payload, progress, env, what, watch=watch)
+            set_phase(progress, "commit", show_bytes=False)
             return
         try:
             faults.point("pg.after-spool")
-            run([*argv, f"--jobs={jobs}", str(spool)], env, what)
+            set_phase(progress, "schema", show_bytes=False)
+            run_watched([*argv, f"--jobs={jobs}", str(spool)], env, what, watch)
         finally:
             spool.unlink(missing_ok=True)
 

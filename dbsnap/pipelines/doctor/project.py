@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import dbsnap
@@ -29,6 +28,8 @@ def check_python() -> Check:
 
 
 def check_dbsnap() -> Check:
+    from importlib import metadata  # here, not at the top: every command imports this module (20 ms)
+
     versions, missing = [], []
     for dist in DEPENDENCIES:
         try:
