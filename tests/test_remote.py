@@ -270,3 +270,37 @@ def test_kill_9_in_the_middle_of_a_multipart_push_and_of_a_pull(sqlite_shop: Pro
     sqlite_shop.ok("pull", "big", env=env)
     assert local_names(sqlite_shop) == ["big"] and staged_debris(sqlite_shop) == []
     sqlite_shop.ok("verify", "big")
+
+
+@pytest.mark.slow
+def test_prune_remote_sweeps_killed_pushes_but_never_a_push_in_progress(
+    sqlite_shop: Project, s3_server: S3Server
+) -> None:
+    import os
+    import socket
+
+    url = s3_server.remote()
+    env = remote_env(s3_server, url)
+    prefix = url.split("/", 3)[3] + "/"
+    c = s3_server.client()
+    sqlite_shop.ok("save", "gone")
+    killed = sqlite_shop.dbsnap("push", "gone", env={**env, "DBSNAP_FAULT": "remote.push-after-payload"})
+    assert killed.returncode == -9, killed.stderr
+    debris = keys(s3_server, url, "gone/")
+    assert debris and names(sqlite_shop, env) == []
+    # Two pushes in progress: one on this host (a live pid: the test's own), one of another host, leased now.
+    live = {"host": socket.gethostname(), "pid": os.getpid(), "started": "2026-01-01T00:00:00+00:00"}
+    other = {"host": "elsewhere.example", "pid": 1, "started": "2026-01-01T00:00:00+00:00"}
+    for name, lease in (("live", live), ("other", other)):
+        c.put_object(
+            Bucket=s3_server.bucket, Key=f"{prefix}{name}/u-0123456789abcdef/lease.json", Body=json.dumps(lease)
+        )
+
+    dry = sqlite_shop.ok("prune", "--remote", "--keep-last", "5", "--dry-run", env=env)
+    assert "would remove 1 unfinished upload(s)" in dry.stderr and keys(s3_server, url, "gone/") == debris
+    done = sqlite_shop.ok("prune", "--remote", "--keep-last", "5", "--yes", env=env)
+    assert "removed 1 unfinished upload(s) of killed pushes: gone/u-" in done.stderr
+    assert keys(s3_server, url, "gone/") == []
+    assert c.list_multipart_uploads(Bucket=s3_server.bucket, Prefix=prefix).get("Uploads", []) == []
+    assert keys(s3_server, url, "live/") == ["live/u-0123456789abcdef/lease.json"]
+    assert keys(s3_server, url, "other/") == ["other/u-0123456789abcdef/lease.json"]

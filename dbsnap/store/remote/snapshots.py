@@ -161,10 +161,23 @@ class RemoteStore:
 
     # -- pushing ---------------------------------------------------------------------------------------------
 
-    def clean(self, name: str) -> list[str]:
+    def sweep(self, dry_run: bool = False) -> list[str]:
+        """:meth:`clean` every name on the remote, those never committed included (a killed first push leaves
+        only its upload folder); return the ``NAME/u-...`` removed (or, with ``dry_run``, that would be)."""
+        swept = []
+        for name in self._names():
+            swept += [f"{name}/{uid}" for uid in self.clean(name, dry_run=dry_run)]
+        return swept
+
+    def clean(self, name: str, dry_run: bool = False) -> list[str]:
         """Remove the upload folders of ``name`` that no manifest names and whose pusher is gone (a dead pid on
-        this host, or a lease older than STALE_AFTER); return their ids. Uploads in progress are left alone."""
-        committed = self.find(name)
+        this host, or a lease older than STALE_AFTER); return their ids. Uploads in progress are left alone:
+        a live pusher, a lease of another host younger than STALE_AFTER, or a folder whose lease is not
+        readable yet and whose newest object is younger than STALE_AFTER."""
+        try:
+            committed = self.find(name)
+        except IntegrityError:
+            return []  # a damaged manifest: nothing under the name is touched until it is deleted
         keep = committed.doc["upload"] if committed else None
         objects, _ = self.bucket.list(self._key(name) + "/")
         uploads: dict[str, list[dict]] = {}
@@ -185,9 +198,10 @@ class RemoteStore:
                 gone = not _pid_alive(lease.get("pid"))
             else:
                 gone = now - newest > STALE_AFTER
-            if gone:
+            if gone and not dry_run:
                 self.bucket.abort_uploads(self._key(name, uid) + "/")
                 self.bucket.delete([o["key"] for o in objs])
+            if gone:
                 removed.append(uid)
         return removed
 
