@@ -304,3 +304,26 @@ def test_prune_remote_sweeps_killed_pushes_but_never_a_push_in_progress(
     assert c.list_multipart_uploads(Bucket=s3_server.bucket, Prefix=prefix).get("Uploads", []) == []
     assert keys(s3_server, url, "live/") == ["live/u-0123456789abcdef/lease.json"]
     assert keys(s3_server, url, "other/") == ["other/u-0123456789abcdef/lease.json"]
+
+
+@pytest.mark.slow
+def test_remotes_from_settings_py_dbsnap_override_pyproject_name_by_name(
+    sqlite_shop: Project, s3_server: S3Server
+) -> None:
+    team, team_b = s3_server.remote(), s3_server.remote()
+    (sqlite_shop.root / "pyproject.toml").write_text(
+        f'[tool.dbsnap.remotes]\ndefault = "team"\nteam = {{ url = "{team}", endpoint = "{s3_server.endpoint}" }}\n'
+    )
+    with open(sqlite_shop.root / "shopsite" / "settings.py", "a") as f:
+        remotes = {"default": "team_b", "team_b": {"URL": team_b, "ENDPOINT": s3_server.endpoint}}
+        f.write(f"\nDBSNAP = {{'REMOTES': {remotes!r}}}\n")
+    # No DBSNAP_REMOTE and no AWS_ENDPOINT_URL*: the remote and its endpoint come from settings.py.
+    env = {k: v for k, v in s3_server.env.items() if not k.startswith("AWS_ENDPOINT")}
+    sqlite_shop.ok("save", "s1")
+    out = sqlite_shop.ok("push", "s1", env=env).stdout
+    assert f"pushed s1 to {team_b}" in out
+    assert keys(s3_server, team_b, "s1/manifest.json") and not keys(s3_server, team, "")
+    sqlite_shop.ok("push", "s1", "--remote", "team", env=env)  # pyproject's remote, by name
+    assert keys(s3_server, team, "s1/manifest.json")
+    bad = sqlite_shop.dbsnap("push", "s1", "--remote", "team-b", env=env)
+    assert bad.returncode == 2 and "unknown remote 'team-b'" in bad.stderr and "team_b" in bad.stderr
