@@ -327,3 +327,47 @@ def test_remotes_from_settings_py_dbsnap_override_pyproject_name_by_name(
     assert keys(s3_server, team, "s1/manifest.json")
     bad = sqlite_shop.dbsnap("push", "s1", "--remote", "team-b", env=env)
     assert bad.returncode == 2 and "unknown remote 'team-b'" in bad.stderr and "team_b" in bad.stderr
+
+
+def doctor_lines(p: Project, env: dict) -> dict[str, dict]:
+    proc = p.dbsnap("doctor", "--json", env=env)
+    return {
+        c["name"]: c
+        for c in json.loads(proc.stdout)["checks"]
+        if c["name"] in ("remote", "remote write", "encryption key")
+    }
+
+
+@pytest.mark.slow
+def test_doctor_checks_the_default_remote_and_the_encryption_key(
+    sqlite_shop: Project, s3_server: S3Server, tmp_path: Path
+) -> None:
+    import socket
+
+    url = s3_server.remote()
+    key = tmp_path / "key"
+    key.write_text("a long enough passphrase\n")
+    key.chmod(0o600)
+    good = doctor_lines(sqlite_shop, remote_env(s3_server, url, DBSNAP_ENCRYPTION_KEY_FILE=str(key)))
+    assert [(n, c["status"]) for n, c in good.items()] == [
+        ("remote", "ok"),
+        ("remote write", "ok"),
+        ("encryption key", "ok"),
+    ]
+    assert keys(s3_server, url, "") == []  # the write probe is removed again
+    assert doctor_lines(sqlite_shop, {**s3_server.env}) == {}  # no remote configured: no line
+
+    # (Wrong credentials are not tried: the test server runs without S3 identities and takes any.)
+    nobucket = doctor_lines(sqlite_shop, remote_env(s3_server, "s3://no-such-bucket-dbsnap/x"))
+    assert (
+        nobucket["remote"]["status"] == "fail"
+        and "create the bucket no-such-bucket-dbsnap" in nobucket["remote"]["fix"]
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens there once the socket is closed
+    down = doctor_lines(sqlite_shop, remote_env(s3_server, url, AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{closed}"))
+    assert down["remote"]["status"] == "fail" and "endpoint" in down["remote"]["fix"]
+    key.chmod(0o644)
+    loose = doctor_lines(sqlite_shop, remote_env(s3_server, url, DBSNAP_ENCRYPTION_KEY_FILE=str(key)))
+    assert loose["encryption key"]["status"] == "fail" and loose["encryption key"]["fix"]

@@ -61,7 +61,9 @@ class Bucket:
         profile: str | None = None,
         region: str | None = None,
         env: dict[str, str] | None = None,
+        quick: bool = False,
     ) -> None:
+        """``quick``: one attempt, 3 s to connect (for doctor, which must answer soon when nothing listens)."""
         env = env or {}
         self.bucket = bucket
         self.where = f"s3://{bucket}" + (f" at {endpoint}" if endpoint else "")
@@ -79,10 +81,10 @@ class Bucket:
                 "s3",
                 endpoint_url=endpoint,
                 config=botocore.config.Config(
-                    retries={"max_attempts": 5, "mode": "standard"},
+                    retries={"max_attempts": 1 if quick else 5, "mode": "standard"},
                     max_pool_connections=CONCURRENCY * 2,
-                    connect_timeout=10,
-                    read_timeout=120,
+                    connect_timeout=3 if quick else 10,
+                    read_timeout=10 if quick else 120,
                 ),
             )
         except botocore.exceptions.BotoCoreError as e:
@@ -96,7 +98,7 @@ class Bucket:
             err = e.response.get("Error", {})
             code = err.get("Code", "?")
             hint = None
-            if code in ("NoSuchBucket",):
+            if code == "NoSuchBucket" or (code == "404" and what == "reading the bucket"):  # HEAD has no body
                 hint = f"create the bucket {self.bucket} first"
             elif code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
                 hint = "check the AWS credentials (environment, ~/.aws/credentials or the profile)"
@@ -107,8 +109,18 @@ class Bucket:
                 f"remote {self.where}: no AWS credentials found",
                 hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, or the remote's profile",
             ) from e
+        except botocore.exceptions.EndpointConnectionError as e:
+            raise ExternalError(
+                f"remote {self.where}: {what} failed: {e}",
+                hint="check the endpoint (the remote's own, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL) and that it is up",
+            ) from e
         except botocore.exceptions.BotoCoreError as e:
             raise ExternalError(f"remote {self.where}: {what} failed: {e}") from e
+
+    def probe(self) -> None:
+        """Whether the bucket answers to these credentials (HEAD bucket); ExternalError with the fix if not."""
+        with self._errors("reading the bucket"):
+            self.client.head_bucket(Bucket=self.bucket)
 
     # -- small objects ------------------------------------------------------------------------------------
 
