@@ -72,8 +72,8 @@ def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
     }
 
 
-def _detect(path: Path) -> tuple[str, bool]:
-    """(engine kind, gzip-compressed) of a plain dump; UsageError for anything else."""
+def _detect(path: Path) -> tuple[str, bool, bool]:
+    """(engine kind, gzip-compressed, plain SQL) of a dump; UsageError for anything else."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -85,11 +85,13 @@ def _detect(path: Path) -> tuple[str, bool]:
         raise UsageError(f"cannot read {path}: {e}") from e
     for kind in KINDS:
         if engine_class(kind).recognizes(head):
-            return kind, gz
+            return kind, gz, False
+        if engine_class(kind).recognizes_sql(head):
+            return kind, gz, True
     raise UsageError(
         f"{path.name} is not a dump dbsnap can import",
-        hint="import takes a pg_dump custom-format file (pg_dump -Fc; django-dbbackup's PostgreSQL backups) or an "
-        "SQLite database file, either one gzip-compressed or not; plain SQL dumps are not supported yet",
+        hint="import takes a pg_dump file, custom format (-Fc) or plain SQL (django-dbbackup's PostgreSQL backups), "
+        "or an SQLite database file, each gzip-compressed or not",
     )
 
 
@@ -100,7 +102,7 @@ def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None)
     path = Path(path).expanduser().absolute()
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
-    kind, gz = _detect(path)
+    kind, gz, is_sql = _detect(path)
     project = ctx.project
     candidates = [db for db in ctx.databases() if db.kind == kind]
     if ctx.settings.databases:
@@ -125,7 +127,11 @@ def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None)
         payload = staged / engine.payload_name()
         opener = gzip.open if gz else open
         with opener(path, "rb") as src, contextlib.closing(ctx.reporter.progress("import", None)) as counter:
-            info = engine.import_plain(src, payload, counter)
+            if is_sql:
+                ctx.reporter.step(f"loading the SQL of {path.name} into a scratch database")
+                info = engine.import_sql(src, payload, counter)
+            else:
+                info = engine.import_plain(src, payload, counter)
         ctx.reporter.step(f"restoring {path.name} into a scratch database to check it")
         facts = engine.restored_facts(payload)
         minfo, _ = pack_folders(project.root, [], staged / MIGRATIONS_PAYLOAD)
@@ -141,7 +147,7 @@ def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None)
             "python_version": platform.python_version(),
             "host": socket.gethostname(),
             "project": {"root": str(project.root), "settings_module": project.settings_module},
-            "imported": {"file": path.name, "format": engine.plain_format, "gzip": gz},
+            "imported": {"file": path.name, "format": "plain SQL" if is_sql else engine.plain_format, "gzip": gz},
             "databases": {
                 db.alias: {
                     **{k: v for k, v in db.public().items() if k in ("alias", "name", "host", "port", "user")},

@@ -23,6 +23,7 @@ from ...store.archive import compress_chunks, read_chunks
 from ..base import DumpResult, Engine, Progress, first_line, read_tail, run, stderr_file, tool_command
 from .clone import CloneMixin
 from .describe import SchemaMixin
+from .plain_sql import PlainSQLMixin, is_plain_sql
 from .restore import RestoreMixin
 from .restore_tx import TransactionRestoreMixin
 from .sessions import DUMP_CONFLICTS, SessionsMixin, connect_options, is_wait_timeout, ms
@@ -51,7 +52,9 @@ def _client_major(text: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(0)
 
 
-class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestoreMixin, SessionsMixin, Engine):
+class PostgreSQLEngine(
+    CloneMixin, SchemaMixin, PlainSQLMixin, RestoreMixin, TransactionRestoreMixin, SessionsMixin, Engine
+):
     kind = "postgresql"
     payload_suffix = ".dump.zst"
     plain_format = "pg_dump custom format (pg_restore reads it)"
@@ -59,6 +62,10 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
     @classmethod
     def recognizes(cls, head: bytes) -> bool:
         return head.startswith(b"PGDMP")
+
+    @classmethod
+    def recognizes_sql(cls, head: bytes) -> bool:
+        return is_plain_sql(head)
 
     parallel_restore = True
 
