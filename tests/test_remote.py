@@ -371,3 +371,22 @@ def test_doctor_checks_the_default_remote_and_the_encryption_key(
     key.chmod(0o644)
     loose = doctor_lines(sqlite_shop, remote_env(s3_server, url, DBSNAP_ENCRYPTION_KEY_FILE=str(key)))
     assert loose["encryption key"]["status"] == "fail" and loose["encryption key"]["fix"]
+
+
+def test_a_clone_only_snapshot_is_refused_by_push_and_export(
+    sqlite_shop: Project, s3_server: S3Server, tmp_path: Path
+) -> None:
+    from dbsnap.store.snapshots import manifest_digest
+
+    url = s3_server.remote()
+    sqlite_shop.ok("save", "kept")
+    path = sqlite_shop.store / "kept" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["databases"]["default"]["payload"] = None  # what a clone-only snapshot (issue 14) records
+    m["manifest_sha256"] = manifest_digest(m)
+    path.write_text(json.dumps(m, indent=2))
+    for args in (["push", "kept"], ["export", "kept", "--to", str(tmp_path / "kept.sqlite3")]):
+        proc = sqlite_shop.dbsnap(*args, env=remote_env(s3_server, url))
+        assert proc.returncode == 2, proc.stderr
+        assert len(errors(proc.stderr)) == 1 and "dbsnap save --from kept" in proc.stderr
+    assert keys(s3_server, url, "") == [] and not (tmp_path / "kept.sqlite3").exists()

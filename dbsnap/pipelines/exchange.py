@@ -41,11 +41,24 @@ def _one_alias(ctx: Context, aliases: list[str], what: str) -> str:
     return chosen[0]
 
 
+def refuse_clone_only(snap: Snapshot, verb: str) -> None:
+    """UsageError when a database of ``snap`` has no payload file (a clone-only snapshot: the database is kept
+    as a clone on the server): there is nothing to send or write until it is made a normal snapshot."""
+    for alias, entry in snap.databases.items():
+        if isinstance(entry, dict) and entry.get("payload") is None:
+            raise UsageError(
+                f"snapshot {snap.name!r} keeps database {alias!r} as a clone on the server, not as a file: "
+                f"nothing to {verb}",
+                hint=f"make a normal snapshot of it first: dbsnap save --from {snap.name} NEW_NAME",
+            )
+
+
 def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
     """Write snapshot ``name``'s database as a plain dump to ``dest`` (checksums checked first; written beside
     ``dest`` and renamed into place, so ``dest`` is the whole dump or untouched). UsageError if ``dest`` exists
     and not ``force``."""
     snap = ctx.store.get(name)
+    refuse_clone_only(snap, "export")
     ctx.store.verify_checksums(snap)
     alias = _one_alias(ctx, list(snap.databases), f"snapshot {snap.name!r}")
     entry = snap.databases[alias]
