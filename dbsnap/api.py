@@ -464,6 +464,11 @@ def prune_remote(
     policy, source = pr.resolve_policy(ctx, flags)
     tz = pr.resolve_timezone(ctx, tz_name)
     rstore, plan = rm.prune_plan(ctx, remote, policy, source, tz, now)
+    # What killed pushes left (upload folders no manifest names, their pusher gone) goes whatever the policy.
+    swept = rstore.sweep(dry_run=dry_run)
+    if swept:
+        verb = "would remove" if dry_run else "removed"
+        ctx.reporter.step(f"{verb} {len(swept)} unfinished upload(s) of killed pushes: {', '.join(swept)}")
     if dry_run or not plan.removals:
         return plan, []
     if confirm is not None and not confirm(plan):

@@ -82,9 +82,14 @@ def _key(k: object) -> str:
     return str(k).strip().lower().replace("_", "-")
 
 
-def normalized(values: dict) -> dict:
-    """A ``DBSNAP`` dict with ``[tool.dbsnap]`` spelling: keys lower-case with hyphens, at every level."""
-    return {_key(k): normalized(v) if isinstance(v, dict) else v for k, v in values.items()}
+def normalized(values: dict, names: bool = False) -> dict:
+    """A ``DBSNAP`` dict with ``[tool.dbsnap]`` spelling: keys lower-case with hyphens, at every level, except
+    the names of the ``remotes`` table (``--remote team_b`` must find ``"team_b"`` as written)."""
+    out = {}
+    for k, v in values.items():
+        key = str(k) if names else _key(k)
+        out[key] = normalized(v, names=key == "remotes" and not names) if isinstance(v, dict) else v
+    return out
 
 
 def use_django_settings(root: Path, values: dict | None) -> None:
@@ -216,12 +221,25 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def remote_tables(root: Path | None, extra: dict | None = None) -> dict:
-    """The configured remotes: ``[tool.dbsnap.remotes]`` of pyproject, overridden name by name by ``extra``
-    (the same shape from another source, e.g. a settings.py ``DBSNAP`` dict). String entry ``default`` names
-    the default remote; every table is one remote (``url``, ``endpoint``, ``profile``, ``region``, ``encrypt``)."""
-    tables = dict(read_pyproject(root).get("remotes", {}) or {}) if root is not None else {}
+    """The configured remotes: ``[tool.dbsnap.remotes]`` of pyproject, overridden name by name by settings.py
+    ``DBSNAP["REMOTES"]`` (when the settings were read), then by ``extra`` (the same shape from another source).
+    String entry ``default`` names the default remote; every table is one remote (``url``, ``endpoint``,
+    ``profile``, ``region``, ``encrypt``)."""
+    tables: dict = {}
+    if root is not None:
+        tables.update(_table(_read_pyproject_file(root).get("remotes"), "pyproject.toml [tool.dbsnap.remotes]"))
+        django = _FROM_DJANGO.get(Path(root).resolve(), {})
+        tables.update(_table(django.get("remotes"), "settings.py DBSNAP['REMOTES']"))
     tables.update(extra or {})
     return tables
+
+
+def _table(value: object, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table of remotes (name = {{url = ...}})")
+    return value
 
 
 def _remote_from(name: str, table: object, env: dict[str, str]) -> RemoteConfig:
@@ -265,7 +283,8 @@ def resolve_remote(flag: str | None, env: dict[str, str], root: Path | None, ext
         else:
             raise UsageError(
                 "no remote configured" if not remotes else f"several remotes and no default: {', '.join(remotes)}",
-                hint="pass --remote s3://bucket/prefix, set DBSNAP_REMOTE, or add [tool.dbsnap.remotes] to pyproject",
+                hint="pass --remote s3://bucket/prefix, set DBSNAP_REMOTE, or configure [tool.dbsnap.remotes] "
+                "(or DBSNAP['REMOTES'] in settings.py)",
             )
     if choice.startswith("s3://") or "/" in choice or ":" in choice:
         parse_s3_url(choice)  # a URL of another kind is a usage error, not an unknown name

@@ -270,3 +270,123 @@ def test_kill_9_in_the_middle_of_a_multipart_push_and_of_a_pull(sqlite_shop: Pro
     sqlite_shop.ok("pull", "big", env=env)
     assert local_names(sqlite_shop) == ["big"] and staged_debris(sqlite_shop) == []
     sqlite_shop.ok("verify", "big")
+
+
+@pytest.mark.slow
+def test_prune_remote_sweeps_killed_pushes_but_never_a_push_in_progress(
+    sqlite_shop: Project, s3_server: S3Server
+) -> None:
+    import os
+    import socket
+
+    url = s3_server.remote()
+    env = remote_env(s3_server, url)
+    prefix = url.split("/", 3)[3] + "/"
+    c = s3_server.client()
+    sqlite_shop.ok("save", "gone")
+    killed = sqlite_shop.dbsnap("push", "gone", env={**env, "DBSNAP_FAULT": "remote.push-after-payload"})
+    assert killed.returncode == -9, killed.stderr
+    debris = keys(s3_server, url, "gone/")
+    assert debris and names(sqlite_shop, env) == []
+    # Two pushes in progress: one on this host (a live pid: the test's own), one of another host, leased now.
+    live = {"host": socket.gethostname(), "pid": os.getpid(), "started": "2026-01-01T00:00:00+00:00"}
+    other = {"host": "elsewhere.example", "pid": 1, "started": "2026-01-01T00:00:00+00:00"}
+    for name, lease in (("live", live), ("other", other)):
+        c.put_object(
+            Bucket=s3_server.bucket, Key=f"{prefix}{name}/u-0123456789abcdef/lease.json", Body=json.dumps(lease)
+        )
+
+    dry = sqlite_shop.ok("prune", "--remote", "--keep-last", "5", "--dry-run", env=env)
+    assert "would remove 1 unfinished upload(s)" in dry.stderr and keys(s3_server, url, "gone/") == debris
+    done = sqlite_shop.ok("prune", "--remote", "--keep-last", "5", "--yes", env=env)
+    assert "removed 1 unfinished upload(s) of killed pushes: gone/u-" in done.stderr
+    assert keys(s3_server, url, "gone/") == []
+    assert c.list_multipart_uploads(Bucket=s3_server.bucket, Prefix=prefix).get("Uploads", []) == []
+    assert keys(s3_server, url, "live/") == ["live/u-0123456789abcdef/lease.json"]
+    assert keys(s3_server, url, "other/") == ["other/u-0123456789abcdef/lease.json"]
+
+
+@pytest.mark.slow
+def test_remotes_from_settings_py_dbsnap_override_pyproject_name_by_name(
+    sqlite_shop: Project, s3_server: S3Server
+) -> None:
+    team, team_b = s3_server.remote(), s3_server.remote()
+    (sqlite_shop.root / "pyproject.toml").write_text(
+        f'[tool.dbsnap.remotes]\ndefault = "team"\nteam = {{ url = "{team}", endpoint = "{s3_server.endpoint}" }}\n'
+    )
+    with open(sqlite_shop.root / "shopsite" / "settings.py", "a") as f:
+        remotes = {"default": "team_b", "team_b": {"URL": team_b, "ENDPOINT": s3_server.endpoint}}
+        f.write(f"\nDBSNAP = {{'REMOTES': {remotes!r}}}\n")
+    # No DBSNAP_REMOTE and no AWS_ENDPOINT_URL*: the remote and its endpoint come from settings.py.
+    env = {k: v for k, v in s3_server.env.items() if not k.startswith("AWS_ENDPOINT")}
+    sqlite_shop.ok("save", "s1")
+    out = sqlite_shop.ok("push", "s1", env=env).stdout
+    assert f"pushed s1 to {team_b}" in out
+    assert keys(s3_server, team_b, "s1/manifest.json") and not keys(s3_server, team, "")
+    sqlite_shop.ok("push", "s1", "--remote", "team", env=env)  # pyproject's remote, by name
+    assert keys(s3_server, team, "s1/manifest.json")
+    bad = sqlite_shop.dbsnap("push", "s1", "--remote", "team-b", env=env)
+    assert bad.returncode == 2 and "unknown remote 'team-b'" in bad.stderr and "team_b" in bad.stderr
+
+
+def doctor_lines(p: Project, env: dict) -> dict[str, dict]:
+    proc = p.dbsnap("doctor", "--json", env=env)
+    return {
+        c["name"]: c
+        for c in json.loads(proc.stdout)["checks"]
+        if c["name"] in ("remote", "remote write", "encryption key")
+    }
+
+
+@pytest.mark.slow
+def test_doctor_checks_the_default_remote_and_the_encryption_key(
+    sqlite_shop: Project, s3_server: S3Server, tmp_path: Path
+) -> None:
+    import socket
+
+    url = s3_server.remote()
+    key = tmp_path / "key"
+    key.write_text("a long enough passphrase\n")
+    key.chmod(0o600)
+    good = doctor_lines(sqlite_shop, remote_env(s3_server, url, DBSNAP_ENCRYPTION_KEY_FILE=str(key)))
+    assert [(n, c["status"]) for n, c in good.items()] == [
+        ("remote", "ok"),
+        ("remote write", "ok"),
+        ("encryption key", "ok"),
+    ]
+    assert keys(s3_server, url, "") == []  # the write probe is removed again
+    assert doctor_lines(sqlite_shop, {**s3_server.env}) == {}  # no remote configured: no line
+
+    # (Wrong credentials are not tried: the test server runs without S3 identities and takes any.)
+    nobucket = doctor_lines(sqlite_shop, remote_env(s3_server, "s3://no-such-bucket-dbsnap/x"))
+    assert (
+        nobucket["remote"]["status"] == "fail"
+        and "create the bucket no-such-bucket-dbsnap" in nobucket["remote"]["fix"]
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens there once the socket is closed
+    down = doctor_lines(sqlite_shop, remote_env(s3_server, url, AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{closed}"))
+    assert down["remote"]["status"] == "fail" and "endpoint" in down["remote"]["fix"]
+    key.chmod(0o644)
+    loose = doctor_lines(sqlite_shop, remote_env(s3_server, url, DBSNAP_ENCRYPTION_KEY_FILE=str(key)))
+    assert loose["encryption key"]["status"] == "fail" and loose["encryption key"]["fix"]
+
+
+def test_a_clone_only_snapshot_is_refused_by_push_and_export(
+    sqlite_shop: Project, s3_server: S3Server, tmp_path: Path
+) -> None:
+    from dbsnap.store.snapshots import manifest_digest
+
+    url = s3_server.remote()
+    sqlite_shop.ok("save", "kept")
+    path = sqlite_shop.store / "kept" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["databases"]["default"]["payload"] = None  # what a clone-only snapshot (issue 14) records
+    m["manifest_sha256"] = manifest_digest(m)
+    path.write_text(json.dumps(m, indent=2))
+    for args in (["push", "kept"], ["export", "kept", "--to", str(tmp_path / "kept.sqlite3")]):
+        proc = sqlite_shop.dbsnap(*args, env=remote_env(s3_server, url))
+        assert proc.returncode == 2, proc.stderr
+        assert len(errors(proc.stderr)) == 1 and "dbsnap save --from kept" in proc.stderr
+    assert keys(s3_server, url, "") == [] and not (tmp_path / "kept.sqlite3").exists()

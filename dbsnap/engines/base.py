@@ -84,6 +84,15 @@ class Engine(ABC):
         return False
 
     @classmethod
+    def recognizes_sql(cls, head: bytes) -> bool:
+        """Whether a file starting with ``head`` is this engine's plain-SQL dump (which ``import_sql`` loads)."""
+        return False
+
+    def import_sql(self, src, dest: Path, progress: Progress | None = None) -> PayloadInfo:
+        """Make the payload ``dest`` from a plain-SQL dump read from ``src`` (engines that recognize one)."""
+        raise NotImplementedError
+
+    @classmethod
     def export_plain(cls, payload: Path, dest: Path, progress: Progress | None = None) -> None:
         """Write the plain dump of ``payload`` to the new file ``dest`` (fsynced)."""
         decompress_to(payload, dest, progress, durable=True)

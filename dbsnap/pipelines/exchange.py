@@ -42,11 +42,24 @@ def _one_alias(ctx: Context, aliases: list[str], what: str) -> str:
     return chosen[0]
 
 
+def refuse_clone_only(snap: Snapshot, verb: str) -> None:
+    """UsageError when a database of ``snap`` has no payload file (a clone-only snapshot: the database is kept
+    as a clone on the server): there is nothing to send or write until it is made a normal snapshot."""
+    for alias, entry in snap.databases.items():
+        if isinstance(entry, dict) and entry.get("payload") is None:
+            raise UsageError(
+                f"snapshot {snap.name!r} keeps database {alias!r} as a clone on the server, not as a file: "
+                f"nothing to {verb}",
+                hint=f"make a normal snapshot of it first: dbsnap save --from {snap.name} NEW_NAME",
+            )
+
+
 def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
     """Write snapshot ``name``'s database as a plain dump to ``dest`` (checksums checked first; written beside
     ``dest`` and renamed into place, so ``dest`` is the whole dump or untouched). UsageError if ``dest`` exists
     and not ``force``."""
     snap = ctx.store.get(name)
+    refuse_clone_only(snap, "export")
     ctx.store.verify_checksums(snap)
     alias = _one_alias(ctx, list(snap.databases), f"snapshot {snap.name!r}")
     entry = snap.databases[alias]
@@ -73,8 +86,8 @@ def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
     }
 
 
-def _detect(path: Path) -> tuple[str, bool]:
-    """(engine kind, gzip-compressed) of a plain dump; UsageError for anything else."""
+def _detect(path: Path) -> tuple[str, bool, bool]:
+    """(engine kind, gzip-compressed, plain SQL) of a dump; UsageError for anything else."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -85,14 +98,15 @@ def _detect(path: Path) -> tuple[str, bool]:
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise UsageError(f"cannot read {path}: {e}") from e
     kind = plain_kind(head)
-    if kind is None:
-        raise UsageError(
-            f"{path.name} is not a dump dbsnap can import",
-            hint="import takes a pg_dump custom-format file (pg_dump -Fc; django-dbbackup's PostgreSQL backups), an "
-            "SQLite database file or a mysqldump/mariadb-dump SQL file, each gzip-compressed or not (plain SQL "
-            "dumps of PostgreSQL are not supported yet)",
-        )
-    return kind, gz
+    if kind is not None:
+        return kind, gz, False
+    if engine_class("postgresql").recognizes_sql(head):
+        return "postgresql", gz, True
+    raise UsageError(
+        f"{path.name} is not a dump dbsnap can import",
+        hint="import takes a pg_dump file, custom format (-Fc) or plain SQL (django-dbbackup's PostgreSQL backups), "
+        "an SQLite database file or a mysqldump/mariadb-dump SQL file, each gzip-compressed or not",
+    )
 
 
 def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None) -> Snapshot:
@@ -102,7 +116,7 @@ def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None)
     path = Path(path).expanduser().absolute()
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
-    kind, gz = _detect(path)
+    kind, gz, is_sql = _detect(path)
     project = ctx.project
     candidates = [db for db in ctx.databases() if db.kind == kind]
     if ctx.settings.databases:
@@ -127,7 +141,11 @@ def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None)
         payload = staged / engine.payload_name()
         opener = gzip.open if gz else open
         with opener(path, "rb") as src, contextlib.closing(ctx.reporter.progress("import", None)) as counter:
-            info = engine.import_plain(src, payload, counter)
+            if is_sql:
+                ctx.reporter.step(f"loading the SQL of {path.name} into a scratch database")
+                info = engine.import_sql(src, payload, counter)
+            else:
+                info = engine.import_plain(src, payload, counter)
         ctx.reporter.step(f"restoring {path.name} into a scratch database to check it")
         facts = engine.restored_facts(payload)
         minfo, _ = pack_folders(project.root, [], staged / MIGRATIONS_PAYLOAD)
@@ -143,7 +161,7 @@ def import_dump(ctx: Context, path: Path, name: str, *, note: str | None = None)
             "python_version": platform.python_version(),
             "host": socket.gethostname(),
             "project": {"root": str(project.root), "settings_module": project.settings_module},
-            "imported": {"file": path.name, "format": engine.plain_format, "gzip": gz},
+            "imported": {"file": path.name, "format": "plain SQL" if is_sql else engine.plain_format, "gzip": gz},
             "databases": {
                 db.alias: {
                     **{k: v for k, v in db.public().items() if k in ("alias", "name", "host", "port", "user")},

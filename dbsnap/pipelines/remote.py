@@ -25,6 +25,7 @@ from ..store.remote.snapshots import RemoteSnapshot, RemoteStore
 from ..store.snapshots import Snapshot
 from . import prune as pr
 from . import verify as vf
+from .exchange import refuse_clone_only
 
 
 def remote_for(ctx: Context, flag: str | None) -> tuple[RemoteConfig, RemoteStore]:
@@ -69,6 +70,8 @@ def push(ctx: Context, names: list[str], remote: str | None) -> PushResult:
             hint="set DBSNAP_ENCRYPTION_KEY or DBSNAP_ENCRYPTION_KEY_FILE",
         )
     snaps = [ctx.store.get(n) for n in names]  # every name resolved before anything is sent
+    for snap in snaps:
+        refuse_clone_only(snap, "push")
     result = PushResult(remote=cfg.url, encrypted=key.id if key else None)
     for snap in snaps:
         ctx.reporter.step(f"verifying {snap.name}")

@@ -34,6 +34,7 @@ from ..base import (
 )
 from .clone import CloneMixin
 from .describe import SchemaMixin
+from .plain_sql import PlainSQLMixin, is_plain_sql
 from .restore import RestoreMixin
 from .restore_tx import TransactionRestoreMixin
 from .sessions import DUMP_CONFLICTS, SessionsMixin, connect_options, is_wait_timeout, ms
@@ -70,7 +71,9 @@ DUMP_SIZE_SQL = (
 )
 
 
-class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestoreMixin, SessionsMixin, Engine):
+class PostgreSQLEngine(
+    CloneMixin, SchemaMixin, PlainSQLMixin, RestoreMixin, TransactionRestoreMixin, SessionsMixin, Engine
+):
     kind = "postgresql"
     payload_suffix = ".dump.zst"
     plain_format = "pg_dump custom format (pg_restore reads it)"
@@ -78,6 +81,10 @@ class PostgreSQLEngine(CloneMixin, SchemaMixin, RestoreMixin, TransactionRestore
     @classmethod
     def recognizes(cls, head: bytes) -> bool:
         return head.startswith(b"PGDMP")
+
+    @classmethod
+    def recognizes_sql(cls, head: bytes) -> bool:
+        return is_plain_sql(head)
 
     parallel_restore = True
 

@@ -4,7 +4,8 @@ Each check is a small function returning one or more :class:`Check` (``ok``, ``w
 for anything not ok). A check that raises becomes a ``fail`` carrying its message, never a traceback. Nothing is
 created, locked or modified: the store is not created, the lock is not taken (whether a live process holds it is
 read from ``/proc/locks``), and the only write is a temporary file created and removed again to prove the store
-(or the folder it will be created in) is writable.
+(or the folder it will be created in) is writable, and a probe object written to and removed from the default
+remote when one is configured.
 """
 
 from .check import FAIL, OK, WARN, Check

@@ -10,6 +10,7 @@ from ...project.discovery import Project
 from .check import FAIL, Check, guard
 from .databases import check_databases
 from .project import check_dbsnap, check_django, check_migrations, check_project, check_python, check_settings
+from .remote import check_remote
 from .store import check_branch_states, check_journal, check_lock, check_safety, check_space, check_store
 
 
@@ -36,6 +37,7 @@ def run_checks(ctx: Context) -> list[Check]:
     checks += guard("lock", check_lock, store)
     checks += guard("journal", check_journal, ctx)
     checks += guard("branch states", check_branch_states, ctx)
+    checks += guard("remote", check_remote, ctx)
     return checks
 
 

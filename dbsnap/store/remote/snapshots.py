@@ -17,7 +17,6 @@ snapshot's own checksums.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -28,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO
 
 from ... import faults
 from ...errors import IntegrityError, SnapshotNotFound, UsageError
@@ -36,6 +34,7 @@ from ..confine import check_payload
 from ..fsutil import create_private
 from ..snapshots import MANIFEST, Snapshot, validate_name
 from . import crypt
+from .digest import FileHasher, FollowingFile, Hashing
 from .s3 import AlreadyExists, Bucket
 
 FORMAT = "dbsnap-remote"
@@ -57,37 +56,6 @@ class RemoteSnapshot(Snapshot):
     @property
     def encryption(self) -> dict | None:
         return self.doc.get("encryption")
-
-
-class _Hashing(io.RawIOBase):
-    """Passes bytes through (read from ``src`` or written to ``dest``), counting and hashing them."""
-
-    def __init__(self, src: BinaryIO | None = None, dest: BinaryIO | io.RawIOBase | None = None) -> None:
-        self.src, self.dest = src, dest
-        self.sha = hashlib.sha256()
-        self.count = 0
-
-    def readable(self) -> bool:
-        return self.src is not None
-
-    def writable(self) -> bool:
-        return self.dest is not None
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        assert self.src is not None
-        data = self.src.read(len(b))
-        n = len(data)
-        b[:n] = data
-        self.sha.update(data)
-        self.count += n
-        return n
-
-    def write(self, b) -> int:  # type: ignore[override]
-        assert self.dest is not None
-        self.sha.update(b)
-        self.count += len(b)
-        self.dest.write(b)
-        return len(b)
 
 
 def _now() -> str:
@@ -193,10 +161,23 @@ class RemoteStore:
 
     # -- pushing ---------------------------------------------------------------------------------------------
 
-    def clean(self, name: str) -> list[str]:
+    def sweep(self, dry_run: bool = False) -> list[str]:
+        """:meth:`clean` every name on the remote, those never committed included (a killed first push leaves
+        only its upload folder); return the ``NAME/u-...`` removed (or, with ``dry_run``, that would be)."""
+        swept = []
+        for name in self._names():
+            swept += [f"{name}/{uid}" for uid in self.clean(name, dry_run=dry_run)]
+        return swept
+
+    def clean(self, name: str, dry_run: bool = False) -> list[str]:
         """Remove the upload folders of ``name`` that no manifest names and whose pusher is gone (a dead pid on
-        this host, or a lease older than STALE_AFTER); return their ids. Uploads in progress are left alone."""
-        committed = self.find(name)
+        this host, or a lease older than STALE_AFTER); return their ids. Uploads in progress are left alone:
+        a live pusher, a lease of another host younger than STALE_AFTER, or a folder whose lease is not
+        readable yet and whose newest object is younger than STALE_AFTER."""
+        try:
+            committed = self.find(name)
+        except IntegrityError:
+            return []  # a damaged manifest: nothing under the name is touched until it is deleted
         keep = committed.doc["upload"] if committed else None
         objects, _ = self.bucket.list(self._key(name) + "/")
         uploads: dict[str, list[dict]] = {}
@@ -217,9 +198,10 @@ class RemoteStore:
                 gone = not _pid_alive(lease.get("pid"))
             else:
                 gone = now - newest > STALE_AFTER
-            if gone:
+            if gone and not dry_run:
                 self.bucket.abort_uploads(self._key(name, uid) + "/")
                 self.bucket.delete([o["key"] for o in objs])
+            if gone:
                 removed.append(uid)
         return removed
 
@@ -247,16 +229,23 @@ class RemoteStore:
             for fname, meta in sorted(snap.manifest["files"].items()):
                 path = snap.path / check_payload(fname, snap.path, f"snapshot {name!r}")
                 tick = progress(f"push {name}/{fname}", meta["bytes"]) if progress else None
-                with open(path, "rb") as f:
-                    plain = _Hashing(src=f)
-                    reader: io.RawIOBase = plain
-                    if key is not None:
-                        reader = crypt.EncryptingReader(io.BufferedReader(plain, 1 << 20), key, f"{name}/{fname}")
-                    sent = _Hashing(src=io.BufferedReader(reader, 1 << 20))  # type: ignore[arg-type]
-                    self.bucket.upload(self._key(name, uid, fname), sent, tick)  # type: ignore[arg-type]
-                if plain.count != meta["bytes"] or plain.sha.hexdigest() != meta["sha256"]:
+                if key is None:
+                    # The object is the payload itself: boto3 uploads the file, a thread hashes it meanwhile.
+                    hasher = FileHasher(path)
+                    self.bucket.upload_path(self._key(name, uid, fname), str(path), tick)
+                    count, sha = hasher.result()
+                    sent_count, sent_sha = count, sha
+                else:
+                    with open(path, "rb") as f:
+                        plain = Hashing(src=f)
+                        enc = crypt.EncryptingReader(io.BufferedReader(plain, 1 << 20), key, f"{name}/{fname}")
+                        sent = Hashing(src=io.BufferedReader(enc, 1 << 20))  # type: ignore[arg-type]
+                        self.bucket.upload(self._key(name, uid, fname), sent, tick)  # type: ignore[arg-type]
+                    count, sha = plain.count, plain.sha.hexdigest()
+                    sent_count, sent_sha = sent.count, sent.sha.hexdigest()
+                if count != meta["bytes"] or sha != meta["sha256"]:
                     raise IntegrityError(f"snapshot {name!r}: payload {fname} changed while it was pushed")
-                objects[fname] = {"bytes": sent.count, "sha256": sent.sha.hexdigest()}
+                objects[fname] = {"bytes": sent_count, "sha256": sent_sha}
                 faults.point("remote.push-after-payload")
             doc = {
                 "format": FORMAT,
@@ -314,22 +303,38 @@ class RemoteStore:
             what = f"remote snapshot {rs.name!r}: {fname}"
             meta = files[fname]
             tick = progress(f"pull {rs.name}/{fname}", obj["bytes"]) if progress else None
-            with create_private(staged / check_payload(fname, staged, what)) as f:
-                plain = _Hashing(dest=f)
-                dw = crypt.DecryptingWriter(plain, key, f"{rs.name}/{fname}", what) if enc and key else None
-                got = _Hashing(dest=dw or plain)
-                self.bucket.download(self._key(rs.name, rs.doc["upload"], fname), got, tick)  # type: ignore[arg-type]
-                if got.count != obj["bytes"] or got.sha.hexdigest() != obj["sha256"]:
+            remote_key = self._key(rs.name, rs.doc["upload"], fname)
+            target = staged / check_payload(fname, staged, what)
+            with create_private(target) as f:
+                if enc is None:
+                    # The object is the payload itself: written at its offsets by parallel ranged GETs, hashed
+                    # once by a thread as it lands; it must match both the remote manifest and the snapshot's own.
+                    follow = FollowingFile(f, target)
+                    try:
+                        self.bucket.download_at(remote_key, follow, tick)  # type: ignore[arg-type]
+                    except BaseException:
+                        follow.abandon()
+                        raise
+                    got_count, got_sha = follow.finish()
+                    plain_count, plain_sha = got_count, got_sha
+                else:
+                    plain = Hashing(dest=f)
+                    dw = crypt.DecryptingWriter(plain, key, f"{rs.name}/{fname}", what)  # type: ignore[arg-type]
+                    got = Hashing(dest=dw)
+                    self.bucket.download(remote_key, got, tick)  # type: ignore[arg-type]
+                    got_count, got_sha = got.count, got.sha.hexdigest()
+                if got_count != obj["bytes"] or got_sha != obj["sha256"]:
                     raise IntegrityError(
-                        f"{what} fails its checksum on the remote ({got.count} bytes received, {obj['bytes']} pushed)",
+                        f"{what} fails its checksum on the remote ({got_count} bytes received, {obj['bytes']} pushed)",
                         hint="the remote copy was changed or damaged; pull another snapshot",
                     )
-                if dw is not None:
+                if enc is not None:
                     dw.finish()
-                if plain.count != meta.get("bytes") or plain.sha.hexdigest() != meta.get("sha256"):
+                    plain_count, plain_sha = plain.count, plain.sha.hexdigest()
+                    f.flush()
+                    os.fsync(f.fileno())
+                if plain_count != meta.get("bytes") or plain_sha != meta.get("sha256"):
                     raise IntegrityError(f"{what} does not match the snapshot's own checksum")
-                f.flush()
-                os.fsync(f.fileno())
             faults.point("remote.pull-after-payload")
         # The snapshot's manifest as it was taken: never re-dumped with a new checksum, so a changed one is caught.
         with create_private(staged / MANIFEST) as f:
