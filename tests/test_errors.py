@@ -439,7 +439,7 @@ def test_ctrl_c_leaves_the_pair_wholly_old_or_wholly_new(pg_shop: Project) -> No
 
     # Ctrl-C during a rollback, at each step: ping-pong between a and b, so each run really changes the pair.
     points = [
-        ("dumping", 0.02, False, True),  # during the safety snapshot
+        ("safety snapshot of the current state", 0.0, False, True),  # while the safety snapshot is staged
         ("restoring", 0.02, True, False),  # inside pg_restore, which gets the SIGINT too
         ("restoring", 0.05, False, False),  # inside pg_restore, which dbsnap must stop itself
         ("swapping in", 0.0, False, False),

@@ -287,6 +287,8 @@ def _lost_lines(p) -> list[str]:
 
 
 def reset_plan_json(p) -> dict:
+    from ..pipelines.keep_data import KeepDataPlan  # here: only reset needs it (a command's fixed cost)
+
     keep = {}
     if isinstance(p, KeepDataPlan):
         keep = {"keep_data": True, "objects": [{"kind": k, "name": n} for k, n in p.objects], "carry_sql": p.carry_sql}
