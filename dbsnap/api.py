@@ -173,19 +173,14 @@ def materialize(ctx: Context, name: str) -> SaveResult:
     from .pipelines.materialize import materialize as write_dump
 
     with locked(ctx, f"save --from {name}"):
-        return write_dump(ctx, ctx.store.get(name))
-
-
-def _refuse_clone_only(ctx: Context, names: list[str], verb: str) -> None:
-    """UsageError (nothing done) for a clone-only snapshot: its database is on this server only."""
-    for n in names:
-        snap = ctx.store.get(n)
-        if sf.is_clone_only(snap):
+        snap = ctx.store.get(name)
+        if snap.origin == "branch":  # its kept database is what `branch switch` puts back: never replaced here
             raise UsageError(
-                f"snapshot {snap.name!r} is clone-only (its database is a clone on this machine, no dump): "
-                f"cannot {verb} it; nothing was done",
-                hint=f"write its dump first: dbsnap save --from {snap.name}",
+                f"snapshot {snap.name!r} is a branch state: 'dbsnap branch switch' puts it back, save --from does "
+                "not replace it",
+                hint="switch to that branch, then 'dbsnap save NAME' makes a normal snapshot of it",
             )
+        return write_dump(ctx, snap)
 
 
 def _setting_flag(ctx: Context, env_var: str, key: str) -> bool:
@@ -418,7 +413,6 @@ def push(ctx: Context, names: list[str], *, remote: str | None = None) -> rm.Pus
     for n in names:
         validate_name(n)
     recover_if_needed(ctx)
-    _refuse_clone_only(ctx, names, "push")
     return rm.push(ctx, names, remote)
 
 
@@ -484,7 +478,6 @@ def export(ctx: Context, name: str, dest: Path, *, force: bool = False) -> dict:
     from .pipelines import exchange
 
     recover_if_needed(ctx)
-    _refuse_clone_only(ctx, [name], "export")
     return exchange.export(ctx, name, dest, force=force)
 
 

@@ -377,8 +377,10 @@ def finish(ctx: Context, journal: dict, switched: bool = False) -> None:
                 path = Path(entry["keep_path"])
                 sha = entry.get("sha256") or sha256_file(path)
                 f = {"name": path.name, "sha256": sha, "bytes": path.stat().st_size}
-                manifest["databases"][entry["alias"]]["file"] = f
-                manifest["files"][path.name] = {"bytes": f["bytes"], "sha256": sha}
+                d = manifest["databases"][entry["alias"]]
+                # Also as a clone-only SQLite database (``clone.file``, checksummed there, not in ``files``), so
+                # verify, rollback and save --from treat a branch state like a rollback's kept safety snapshot.
+                d |= {"file": f, "clone": {"file": path.name, "sha256": sha}, "clone_bytes": f["bytes"]}
             else:
                 manifest["databases"][entry["alias"]]["clone"]["oid"] = entry["keep_oid"]
         key = load_key(ctx.env)

@@ -48,9 +48,9 @@ def refuse_clone_only(snap: Snapshot, verb: str) -> None:
     for alias, entry in snap.databases.items():
         if isinstance(entry, dict) and entry.get("payload") is None:
             raise UsageError(
-                f"snapshot {snap.name!r} keeps database {alias!r} as a clone on the server, not as a file: "
-                f"nothing to {verb}",
-                hint=f"make a normal snapshot of it first: dbsnap save --from {snap.name} NEW_NAME",
+                f"snapshot {snap.name!r} is clone-only (database {alias!r} is kept as a clone on this machine, "
+                f"no dump): cannot {verb} it; nothing was done",
+                hint=f"write its dump first: dbsnap save --from {snap.name}",
             )
 
 
