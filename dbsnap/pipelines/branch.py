@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import secrets
 import shutil
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__, faults, procs
+from .. import faults, procs
 from ..context import Context
 from ..engines.base import Engine
 from ..errors import ConfigError, DbsnapError, IntegrityError, Interrupted, RollbackError, os_error_text
@@ -32,8 +30,9 @@ from ..store import confine
 from ..store.archive import pack_folders
 from ..store.fsutil import atomic_write, fsync_dir, private_dir, remove_tree, sha256_file
 from ..store.seal import load_key, make_seal
-from ..store.snapshots import FORMAT, FORMAT_VERSION, MANIFEST, MIGRATIONS_PAYLOAD, Snapshot, dump_manifest
+from ..store.snapshots import MANIFEST, MIGRATIONS_PAYLOAD, Snapshot, dump_manifest
 from . import branch_state as bs
+from .save import manifest_head, migrations_entry
 
 KIND = "branch-switch"
 DRAFT = "draft.json"
@@ -273,30 +272,17 @@ def _prepare(ctx: Context, journal: dict, engines: list[Engine], top: Path) -> N
             d["file"] = {"name": Path(entry["keep_path"]).name}
         databases[db.alias] = d
     draft = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": journal["kept"],
-        "created_at": journal["created_at"],
-        "origin": bs.ORIGIN,
-        "pinned": False,
-        "note": f"database state of branch {journal['from']}",
-        "dbsnap_version": __version__,
-        "django_version": project.django_version,
-        "python_version": platform.python_version(),
-        "host": socket.gethostname(),
-        "project": {
-            "root": str(project.root),
-            "settings_module": project.settings_module,
-            "git_commit": journal["old_commit"],
-            "discovery": "fallback" if project.fallback else "settings",
-        },
+        **manifest_head(
+            project,
+            journal["kept"],
+            journal["created_at"],
+            bs.ORIGIN,
+            f"database state of branch {journal['from']}",
+            commit=journal["old_commit"],
+        ),
         "branch": {"name": journal["from"], "commit": journal["old_commit"], "files": blobs},
         "databases": databases,
-        "migrations": {
-            "payload": MIGRATIONS_PAYLOAD,
-            "folders": [{"app": f.app, "path": f.path} for f in project.folders],
-            "files": mfiles,
-        },
+        "migrations": migrations_entry(project, mfiles),
         "files": {MIGRATIONS_PAYLOAD: {"bytes": info.bytes, "sha256": info.sha256}},
     }
     atomic_write(staged / DRAFT, json.dumps(draft))

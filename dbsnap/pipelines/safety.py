@@ -15,22 +15,20 @@ SQLite: ``{file, sha256}``, the file in the snapshot folder), ``clone_bytes`` an
 from __future__ import annotations
 
 import json
-import platform
-import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__, faults
+from .. import faults
 from ..context import Context
 from ..engines.base import Engine
 from ..errors import RollbackError
 from ..store.archive import pack_folders
 from ..store.fsutil import atomic_write, remove_tree
 from ..store.seal import load_key, make_seal
-from ..store.snapshots import FORMAT, FORMAT_VERSION, MANIFEST, MIGRATIONS_PAYLOAD, dump_manifest
+from ..store.snapshots import MANIFEST, MIGRATIONS_PAYLOAD, dump_manifest
 from .clone_only import check_clones_present, clone_bytes, is_clone_only, restore_source
-from .save import git_commit
+from .save import manifest_head, migrations_entry
 
 __all__ = ["can_keep", "check_clones_present", "clone_bytes", "commit", "discard", "is_clone_only", "restore_source"]
 
@@ -64,29 +62,9 @@ def stage(ctx: Context, name: str, engines: list[Engine], before: str) -> dict:
                 "migrations": e.migration_rows(),  # after the sessions were ended: what the kept database holds
             }
         manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "name": name,
-            "created_at": stamp,
-            "origin": "pre-rollback",
-            "pinned": False,
-            "note": f"before rollback to {before}",
-            "dbsnap_version": __version__,
-            "django_version": project.django_version,
-            "python_version": platform.python_version(),
-            "host": socket.gethostname(),
-            "project": {
-                "root": str(project.root),
-                "settings_module": project.settings_module,
-                "git_commit": git_commit(project.root),
-                "discovery": "fallback" if project.fallback else "settings",
-            },
+            **manifest_head(project, name, stamp, "pre-rollback", f"before rollback to {before}"),
             "databases": databases,
-            "migrations": {
-                "payload": MIGRATIONS_PAYLOAD,
-                "folders": [{"app": f.app, "path": f.path} for f in project.folders],
-                "files": mfiles,
-            },
+            "migrations": migrations_entry(project, mfiles),
             "files": {MIGRATIONS_PAYLOAD: {"bytes": info.bytes, "sha256": info.sha256}},
         }
         atomic_write(staged / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

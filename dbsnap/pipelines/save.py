@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__, faults, procs
 from ..context import Context
@@ -32,6 +33,9 @@ from ..store.snapshots import (
     dump_manifest,
     validate_name,
 )
+
+if TYPE_CHECKING:
+    from ..project.discovery import Project
 
 
 @dataclass
@@ -74,6 +78,48 @@ def git_commit(root: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def manifest_head(
+    project: Project,
+    name: str,
+    created_at: str,
+    origin: str,
+    note: str,
+    *,
+    pinned: bool = False,
+    commit: str | bool | None = True,
+) -> dict:
+    """The fields every manifest starts with (format, name, origin, versions, host, the project); ``commit``: the
+    git commit the state belongs to, when it is not the one checked out now (a branch state; None: unknown)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "created_at": created_at,
+        "origin": origin,
+        "pinned": pinned,
+        "note": note,
+        "dbsnap_version": __version__,
+        "django_version": project.django_version,
+        "python_version": platform.python_version(),
+        "host": socket.gethostname(),
+        "project": {
+            "root": str(project.root),
+            "settings_module": project.settings_module,
+            "git_commit": git_commit(project.root) if commit is True else commit,
+            "discovery": "fallback" if project.fallback else "settings",
+        },
+    }
+
+
+def migrations_entry(project: Project, mfiles: list) -> dict:
+    """The manifest's ``migrations``: the archive, the folders it holds and every file's checksum."""
+    return {
+        "payload": MIGRATIONS_PAYLOAD,
+        "folders": [{"app": f.app, "path": f.path} for f in project.folders],
+        "files": mfiles,
+    }
 
 
 def take_snapshot(
@@ -146,29 +192,9 @@ def take_snapshot(
         raw_total += info.raw_bytes
         files[MIGRATIONS_PAYLOAD] = {"bytes": info.bytes, "sha256": info.sha256}
         manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "name": name,
-            "created_at": stamp,
-            "origin": origin,
-            "pinned": pin,
-            "note": note or "",
-            "dbsnap_version": __version__,
-            "django_version": project.django_version,
-            "python_version": platform.python_version(),
-            "host": socket.gethostname(),
-            "project": {
-                "root": str(project.root),
-                "settings_module": project.settings_module,
-                "git_commit": git_commit(project.root),
-                "discovery": "fallback" if project.fallback else "settings",
-            },
+            **manifest_head(project, name, stamp, origin, note or "", pinned=pin),
             "databases": databases,
-            "migrations": {
-                "payload": MIGRATIONS_PAYLOAD,
-                "folders": [{"app": f.app, "path": f.path} for f in project.folders],
-                "files": mfiles,
-            },
+            "migrations": migrations_entry(project, mfiles),
             "files": files,
             "seconds": round(time.monotonic() - started, 3),
         }
