@@ -106,6 +106,7 @@ def categories(p: Project) -> set[str]:
     return {r[0] for r in p.sql("SELECT name FROM catalog_category")}
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_the_database_follows_the_branch(pg_shop: Project) -> None:
     follows_the_branch(pg_shop, rounds=1)
 

@@ -6,6 +6,7 @@ import json
 import signal
 
 import psycopg
+import pytest
 from conftest import PG, Project
 from test_faults import leftovers, light_break
 
@@ -77,6 +78,7 @@ def test_delete_prune_and_force_drop_clones(pg_shop: Project) -> None:
     assert [n for n, _ in clones(pg_shop)] == [clone_of(pg_shop, "c")]
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_no_clone_while_others_are_connected(pg_shop: Project) -> None:
     with psycopg.connect(dbname=pg_shop.pg_name, **PG) as other:
         other.execute("SELECT 1")

@@ -123,6 +123,7 @@ def check_status_and_diff(p: Project) -> None:
     assert "--- s1/" not in p.ok("diff", "s1", "s2").stdout  # no patch unless asked
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_status_and_diff_after_known_changes_sqlite(sqlite_shop: Project) -> None:
     check_status_and_diff(sqlite_shop)
 

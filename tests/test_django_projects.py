@@ -81,6 +81,7 @@ def cookie_cycle(p: Project, thorough: bool) -> None:
         assert (p.fingerprint(), folders(p)) == before
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_cookiecutter_project_sqlite(tmp_path) -> None:
     cookie_cycle(cookie_project(tmp_path / "cookiesite"), thorough=False)
 

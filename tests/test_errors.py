@@ -188,6 +188,7 @@ BAD_NAMES = {
 }
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_invalid_names_on_save_are_2(sqlite_saved: Project, tmp_path: Path) -> None:
     p = sqlite_saved
     before = capture(p)
@@ -416,6 +417,7 @@ def interrupt(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(seen) + rest), sent
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_ctrl_c_leaves_the_pair_wholly_old_or_wholly_new(pg_shop: Project) -> None:
     p = pg_shop
     p.manage("seed", "--scale", "10")  # a restore that takes a noticeable moment

@@ -245,6 +245,7 @@ def _child(parent: int, comm: str) -> int:
     raise AssertionError(f"no {comm} child of {parent}")
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 @pytest.mark.parametrize("resume", ["commits", "never"])
 def test_no_createdb_kill9_after_commit_sent_with_recovery_before_psql_ends(
     nocreatedb_shop: Project, tmp_path: Path, resume: str

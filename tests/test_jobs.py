@@ -25,6 +25,7 @@ def test_parallel_rollback_is_exact(pg_shop: Project) -> None:
     assert leftovers(pg_shop) == []  # the spooled dump is gone from .tmp too
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_jobs_from_the_environment_and_one_means_a_stream(pg_shop: Project) -> None:
     pg_shop.ok("save", "base")
     res = pg_shop.ok("rollback", "base", "--yes", "--no-safety-snapshot", env={"DBSNAP_JOBS": "3"})

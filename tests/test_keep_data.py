@@ -70,6 +70,7 @@ def assert_keep_data_done(p: Project, before: dict, others: list) -> None:
     assert not (p.store / ".journal.json").exists()
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_keep_data_keeps_every_row_and_fake_applies_fresh_initials(shop: Project) -> None:
     p = shop
     before, others = data_without_history(p), other_rows(p)

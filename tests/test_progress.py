@@ -75,6 +75,7 @@ def longest_silence(chunks, start: float, end: float) -> float:
     return max(b - a for a, b in itertools.pairwise(times))
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_a_slow_phase_ticks_on_a_terminal_and_json_or_a_pipe_get_none_of_it(pg_shop: Project) -> None:
     p = pg_shop
     p.ok("save", "base")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from conftest import Project
 
 from dbsnap.store.snapshots import Store
@@ -55,6 +56,7 @@ def test_empty_policy_is_refused(sqlite_shop: Project) -> None:
     assert names(sqlite_shop) == ["a"]
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_configuration_and_flags_replace_it(sqlite_shop: Project) -> None:
     saves(sqlite_shop, "a", "b", "c")
     (sqlite_shop.root / "pyproject.toml").write_text("[tool.dbsnap.retention]\nkeep-last = 2\n")

@@ -171,6 +171,7 @@ def test_refuses_without_terminal_or_yes(sqlite_shop: Project) -> None:
     assert not sqlite_shop.store.exists()
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_refuses_debug_false_unless_allowed(sqlite_shop: Project) -> None:
     before = (sqlite_shop.fingerprint(), sqlite_shop.migration_files())
     res = sqlite_shop.dbsnap("reset", "--yes", env={"DJANGO_DEBUG": "0"})
@@ -186,6 +187,7 @@ def test_refuses_remote_host(pg_shop: Project) -> None:
     assert res.returncode == 2 and "db.example.com, not this machine" in res.stderr
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_single_app_and_snapshot_name(sqlite_shop: Project) -> None:
     res = sqlite_shop.ok("reset", "--yes", "--app", "orders", "--snapshot-name", "before-orders")
     files = fresh_files(sqlite_shop)
@@ -196,6 +198,7 @@ def test_single_app_and_snapshot_name(sqlite_shop: Project) -> None:
     assert bad.returncode == 2 and "nosuchapp" in bad.stderr
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_app_without_migrations_gets_none(sqlite_shop: Project) -> None:
     """An installed app that never had a migrations package is left without one (its tables via syncdb)."""
     app = sqlite_shop.root / "notes"

@@ -123,6 +123,7 @@ def test_delete_drops_the_clone(pg_shop: Project) -> None:
     assert server_clones(pg_shop) == set()
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_safety_retention_keeps_the_last_n_and_the_budget(shop: Project) -> None:
     states(shop)
     env = {"DBSNAP_SAFETY_KEEP": "2", "DBSNAP_SAFETY_KEEP_WITHIN": "off"}
@@ -180,6 +181,7 @@ def test_kill9_at_each_keep_phase_leaves_old_or_new_and_no_orphan(
 # -- rollback --consume-clone ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_consume_clone_renames_it_into_place_and_rearms_it(pg_shop: Project) -> None:
     a_fp, a_files = pg_shop.fingerprint(), pg_shop.migration_files()
     pg_shop.ok("save", "fast", "--clone")

@@ -374,6 +374,7 @@ def test_store_marker_is_made_and_old_stores_are_adopted(sqlite_shop: Project) -
 # -- the keyed seal ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the main suite's 6-minute budget: runs in make test-faults
 def test_keyed_seal(sqlite_shop: Project, tmp_path: Path) -> None:
     p = sqlite_shop
     keyed = {"DBSNAP_SEAL_KEY": KEY}

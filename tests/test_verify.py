@@ -27,6 +27,20 @@ def reseal(p: Project, name: str, change) -> None:
     path.write_text(dump_manifest(m))
 
 
+def scratch_dbs(p: Project) -> set[str]:
+    """The deep-verify scratch databases on the server now (``dbsnap_verify_<hex>``, whichever test made them)."""
+    return {r[0] for r in p.sql("SELECT datname FROM pg_database WHERE datname LIKE 'dbsnap_verify%'")}
+
+
+def assert_no_scratch_left(p: Project, before: set[str]) -> None:
+    """No scratch database made since ``before`` stays: other tests' deep verifies share the server, so one that
+    is there is given the time such a verify takes to end; a leaked one stays and fails."""
+    deadline = time.monotonic() + 20
+    while (left := scratch_dbs(p) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"scratch databases left behind: {sorted(left)}"
+
+
 def flip_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -34,6 +48,7 @@ def flip_byte(path: Path) -> None:
 
 
 def test_good_snapshots_pass_default_and_deep(shop: Project) -> None:
+    before = scratch_dbs(shop) if shop.pg_name else set()
     shop.ok("save", "a")
     shop.ok("save", "b", "--verify")
     res = shop.ok("verify", "--all")
@@ -42,7 +57,7 @@ def test_good_snapshots_pass_default_and_deep(shop: Project) -> None:
     [r] = json.loads(deep.stdout)
     assert r["ok"] and r["deep"] and any("restored" in c for c in r["checked"])
     if shop.pg_name:
-        assert shop.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'dbsnap_verify%'") == [(0,)]
+        assert_no_scratch_left(shop, before)
     assert shop.ok("verify").stdout.startswith("ok      b ")  # default: the latest
 
 
@@ -102,6 +117,7 @@ def test_truncated_stream_with_matching_checksum_is_caught(sqlite_shop: Project)
 
 
 def test_deep_catches_row_counts_and_archive(shop: Project) -> None:
+    before = scratch_dbs(shop) if shop.pg_name else set()
     shop.ok("save", "s")
     reseal(shop, "s", lambda m: m["databases"]["default"]["tables"].update(orders_orderitem=1))
     res = shop.dbsnap("verify", "s", "--deep")
@@ -113,29 +129,26 @@ def test_deep_catches_row_counts_and_archive(shop: Project) -> None:
     res = shop.dbsnap("verify", "t", "--deep")
     assert res.returncode == 6 and "does not hold the manifest's migration files" in res.stdout
     if shop.pg_name:
-        assert shop.sql("SELECT count(*) FROM pg_database WHERE datname LIKE 'dbsnap_verify%'") == [(0,)]
+        assert_no_scratch_left(shop, before)
 
 
 def test_deep_interrupted_leaves_no_scratch_database(pg_shop: Project) -> None:
     pg_shop.ok("save", "s")
 
-    def scratch() -> set[str]:  # other tests' deep verifies run on this server too: only this one's counts
-        return {r[0] for r in pg_shop.sql("SELECT datname FROM pg_database WHERE datname LIKE 'dbsnap_verify%'")}
-
-    before = scratch()
+    before = scratch_dbs(pg_shop)
     proc = pg_shop.start(
         "verify", "s", "--deep", env={"DBSNAP_FAULT": "verify.after-restore:sleep", "DBSNAP_FAULT_SECONDS": "30"}
     )
     deadline, ours = time.monotonic() + 30, set()
     while time.monotonic() < deadline and not ours:
-        ours = scratch() - before
+        ours = scratch_dbs(pg_shop) - before
         time.sleep(0.05)
     assert len(ours) == 1, ours
     time.sleep(0.5)  # the restore is done, dbsnap sleeps at the fault point holding the scratch database
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert not ours & scratch()
+    assert not ours & scratch_dbs(pg_shop)
 
 
 def test_save_verify_checks_before_commit(sqlite_shop: Project) -> None:
