@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -369,6 +369,51 @@ def tail(text: str, lines: int = 3) -> str:
     """The last non-empty lines of a tool's output, joined into one line."""
     rows = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
     return " | ".join(rows[-lines:])
+
+
+class BackgroundCompress:
+    """A dump tool's output compressed into ``dest`` in a thread, while the caller does its own work on the same
+    snapshot (counting rows, releasing a lock). An error there kills the tool's group (so it never blocks on a full
+    pipe) and calls ``on_error``; :meth:`finish` raises it, or the tool's failure with the tail of its stderr."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        chunks: Iterable[bytes],
+        dest: Path,
+        progress: Progress | None,
+        on_error: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.proc, self._chunks, self._dest, self._progress, self._on_error = proc, chunks, dest, progress, on_error
+        self.info: PayloadInfo | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._pump, name="dbsnap-compress", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            self.info = compress_chunks(self._chunks, self._dest, self._progress)
+        except BaseException as e:
+            self.error = e
+            self._on_error()
+            procs.kill_group(self.proc)
+
+    def join(self) -> int:
+        """Wait for the thread and the tool (joined in steps, so Ctrl-C is not held up); the tool's exit code."""
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+        return self.proc.wait()
+
+    def result(self, what: str, err) -> PayloadInfo:
+        """After :meth:`join`: the payload written, or the thread's error, or the tool's failure (``what failed:``
+        and the tail of its stderr)."""
+        rc = self.join()
+        if self.error is not None:
+            raise self.error
+        if rc != 0:
+            raise ExternalError(f"{what} failed: {read_tail(err) or f'exit code {rc}'}")
+        assert self.info is not None
+        return self.info
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from ... import faults, procs
 from ...errors import ExternalError, IntegrityError
 from ...report import human_bytes
 from ...store.archive import PayloadInfo, compress_chunks, read_chunks
-from ..base import DumpResult, Engine, Progress, feed, read_tail, set_total, stderr_file
+from ..base import BackgroundCompress, DumpResult, Engine, Progress, feed, set_total, stderr_file
 from . import plain, programs
 from .connection import (
     DATA_TYPES,
@@ -154,7 +154,6 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                     ) from e
                 started = threading.Event()
                 proc = procs.spawn(argv, stdout=subprocess.PIPE, stderr=err, env=self.env)
-                result: dict = {}
 
                 def chunks():
                     assert proc.stdout is not None
@@ -170,16 +169,7 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                     scanner.close()
                     started.set()
 
-                def pump() -> None:
-                    try:
-                        result["info"] = compress_chunks(chunks(), dest, progress)
-                    except BaseException as e:
-                        result["error"] = e
-                        started.set()
-                        procs.kill_group(proc)
-
-                t = threading.Thread(target=pump, name="dbsnap-compress", daemon=True)
-                t.start()
+                compress = BackgroundCompress(proc, chunks(), dest, progress, on_error=started.set)
                 try:
                     # Writers wait while the lock is held: bounded like dbsnap's own statements.
                     deadline = time.monotonic() + max(1.0, self.bounds.db_lock_timeout)
@@ -198,13 +188,8 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
                     proc.kill()
                     raise
                 finally:
-                    while t.is_alive():
-                        t.join(0.2)
-                    rc = proc.wait()
-                if "error" in result:
-                    raise result["error"]
-                if rc != 0:
-                    raise ExternalError(f"dump of {schema!r} failed: {read_tail(err) or f'exit code {rc}'}")
+                    compress.join()
+                payload = compress.result(f"dump of {schema!r}", err)
         except MySQLdb.Error as e:
             if error_code(e) == ER_LOCK_WAIT_TIMEOUT or error_code(e) in ER_STATEMENT_TIMEOUT:
                 raise self.blocked_error(f"reading {schema!r}", e) from e
@@ -212,7 +197,7 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
         finally:
             with contextlib.suppress(MySQLdb.Error):
                 lock_conn.close()
-        return DumpResult(payload=result["info"], migrations=scanner.migrations(), tables=scanner.tables())
+        return DumpResult(payload=payload, migrations=scanner.migrations(), tables=scanner.tables())
 
     # -- restore helpers -------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
-import threading
 from pathlib import Path
 
 import psycopg
@@ -20,13 +19,13 @@ from psycopg import sql
 from ... import procs
 from ...errors import ExternalError
 from ...report import human_bytes as human_size
-from ...store.archive import compress_chunks, read_chunks
+from ...store.archive import read_chunks
 from ..base import (
+    BackgroundCompress,
     DumpResult,
     Engine,
     Progress,
     first_line,
-    read_tail,
     run,
     set_total,
     stderr_file,
@@ -331,18 +330,8 @@ class PostgreSQLEngine(
                     stderr=err,
                     env=self.tool_env(dbname),
                 )
-                result: dict = {}
-
-                def pump() -> None:
-                    try:
-                        assert proc.stdout is not None
-                        result["info"] = compress_chunks(read_chunks(proc.stdout), dest, progress)
-                    except BaseException as e:
-                        result["error"] = e
-                        procs.kill_group(proc)
-
-                t = threading.Thread(target=pump, name="dbsnap-compress", daemon=True)
-                t.start()
+                assert proc.stdout is not None
+                compress = BackgroundCompress(proc, read_chunks(proc.stdout), dest, progress)
                 try:
                     # Same transaction snapshot as the dump: these facts describe exactly what is in it.
                     rows = self._migration_rows(conn)
@@ -351,13 +340,8 @@ class PostgreSQLEngine(
                     proc.kill()  # e.g. a lock timeout here: pg_dump must not go on waiting for its own
                     raise
                 finally:
-                    while t.is_alive():
-                        t.join(0.2)
-                    rc = proc.wait()
-                if "error" in result:
-                    raise result["error"]
-                if rc != 0:
-                    raise ExternalError(f"pg_dump of {self.db.name!r} failed: {read_tail(err) or f'exit code {rc}'}")
+                    compress.join()
+                payload = compress.result(f"pg_dump of {self.db.name!r}", err)
         except BaseException as e:
             with contextlib.suppress(NameError, ProcessLookupError):
                 procs.kill(proc)  # type: ignore[possibly-undefined]
@@ -370,7 +354,7 @@ class PostgreSQLEngine(
             with contextlib.suppress(psycopg.Error):
                 conn.execute("ROLLBACK")
             conn.close()
-        return DumpResult(payload=result["info"], migrations=rows, tables=tables)
+        return DumpResult(payload=payload, migrations=rows, tables=tables)
 
     # -- reset ----------------------------------------------------------------------------------------------
 
