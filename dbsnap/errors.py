@@ -27,6 +27,16 @@ class DbsnapError(Exception):
         self.hint = hint
 
 
+def failure_line(exc: BaseException) -> str:
+    """A failure in one line: a DbsnapError's message, an OSError in words (:func:`os_error_text`), anything
+    else with its type."""
+    if isinstance(exc, DbsnapError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return os_error_text(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 class UsageError(DbsnapError):
     """Bad arguments: invalid name, missing confirmation, conflicting flags."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import faults, procs
 from ..context import Context
 from ..engines.base import Engine
-from ..errors import ConfigError, DbsnapError, IntegrityError, Interrupted, RollbackError, os_error_text
+from ..errors import ConfigError, DbsnapError, IntegrityError, Interrupted, RollbackError, failure_line
 from ..project import git
 from ..store import confine
 from ..store.archive import pack_folders
@@ -206,12 +206,7 @@ def switch(
                 f"switching the database to {to_branch} interrupted by {procs.signal_name(exc)}; {state}",
                 exit_code=procs.exit_code(exc),
             ) from None
-        msg = (
-            exc.message
-            if isinstance(exc, DbsnapError)
-            else (os_error_text(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}")
-        )
-        raise RollbackError(f"switching the database to {to_branch} failed: {msg}; {state}") from exc
+        raise RollbackError(f"switching the database to {to_branch} failed: {failure_line(exc)}; {state}") from exc
     result.action = "switched" if target is not None else "started"
     result.kept, result.consumed = kept, journal["consumed"]
     if target is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import faults, procs
 from ..context import Context
 from ..engines.base import Engine
-from ..errors import ConfigError, DbsnapError, IntegrityError, Interrupted, RollbackError, os_error_text
+from ..errors import ConfigError, DbsnapError, IntegrityError, Interrupted, RollbackError, failure_line, os_error_text
 from ..project.databases import Database
 from ..settings import restore_jobs
 from ..store import confine
@@ -491,14 +491,8 @@ def run(ctx: Context, p: RollbackPlan, outer: dict | None = None) -> RollbackRes
                 f"rollback to {snap.name!r} interrupted by {procs.signal_name(exc)}; {state}",
                 exit_code=procs.exit_code(exc),
             ) from None
-        if isinstance(exc, DbsnapError):
-            msg = exc.message
-        elif isinstance(exc, OSError):
-            msg = os_error_text(exc)
-        else:
-            msg = f"{type(exc).__name__}: {exc}"
         raise RollbackError(
-            f"rollback to {snap.name!r} failed: {msg}; {state}",
+            f"rollback to {snap.name!r} failed: {failure_line(exc)}; {state}",
             hint=f"the safety snapshot {safety_name} holds the state before the rollback" if safety_name else None,
         ) from exc
     return RollbackResult(
