@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, REPO, child_env
+from conftest import EXAMPLE, REPO, Project, child_env
 
 pytestmark = pytest.mark.docker
 
@@ -46,16 +46,14 @@ def docker_ready() -> None:
     assert proc.returncode == 0, f"no container engine answers (run tests/docker/setup.sh up): {proc.stderr[-400:]}"
 
 
-class ComposeProject:
+class ComposeProject(Project):
     """A copy of examples/shop with the compose example beside it, up and migrated, with a random password."""
 
     def __init__(self, root: Path, command: list[str]) -> None:
-        self.root = root
+        super().__init__(root, child_env({"PATH": PATH}))
         self.command = command
         self.secret = "pw-" + secrets.token_hex(12)
-        self.env = child_env({"PATH": PATH})
         self.env.pop("COMPOSE_PROJECT_NAME", None)
-        self.store = root / "snapshots"
 
     def compose(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
@@ -81,19 +79,6 @@ class ComposeProject:
             timeout=600,
             **kw,
         )
-
-    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        proc = self.dbsnap(*args, **kw)
-        assert proc.returncode == 0, f"dbsnap {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        return proc
-
-    def migration_files(self) -> dict[str, bytes]:
-        out = {}
-        for app in ("accounts", "catalog", "orders"):
-            for p in sorted((self.root / app / "migrations").rglob("*")):
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
-                    out[p.relative_to(self.root).as_posix()] = p.read_bytes()
-        return out
 
     def fingerprint(self) -> dict:
         """Schema, every table's rows (as text, sorted) and the applied migrations: what a user compares."""
