@@ -120,10 +120,25 @@ def pg_big(pg_shop: Project) -> Project:
     return pg_shop
 
 
+# pg_dump behind a pipe that passes 4 MB every 0.1 s (DBSNAP_PG_DUMP is a documented command prefix): on a quiet
+# machine the ~100 MB dump otherwise ends within one redraw, and the percentage has no time to move.
+SLOW_PG_DUMP = """
+import subprocess, sys, time
+proc = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
+while chunk := proc.stdout.read(4 << 20):
+    sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+    time.sleep(0.1)
+sys.exit(proc.wait())
+"""
+
+
 @pytest.mark.slow
-def test_save_shows_a_moving_percentage_and_rollback_its_phases(pg_big: Project) -> None:
+def test_save_shows_a_moving_percentage_and_rollback_its_phases(pg_big: Project, tmp_path) -> None:
     p = pg_big
-    rc, chunks, _ = on_terminal(p, "save", "base")
+    slow = tmp_path / "slow_pg_dump.py"
+    slow.write_text(SLOW_PG_DUMP)
+    rc, chunks, _ = on_terminal(p, "save", "base", env={"DBSNAP_PG_DUMP": f"{sys.executable} {slow}"})
     assert rc == 0, "".join(t for _, t in chunks)
     dump = [line for _, line in live_lines(chunks) if line.startswith("dump default:")]
     percents = [int(m.group(1)) for line in dump if (m := re.search(r"  (\d+)%", line))]
