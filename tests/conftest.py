@@ -529,17 +529,20 @@ def mysql_fingerprint(schema: str) -> dict:
             cur.execute(sql, args)
             return [tuple(r) for r in cur.fetchall()]
 
+        def qi(name: str) -> str:
+            return "`" + name.replace("`", "``") + "`"
+
         out: dict = {"tables": {}, "data": {}, "programs": {}}
         for name, ttype in rows(
             "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", schema
         ):
             kind = "VIEW" if ttype == "VIEW" else "TABLE"
-            create = rows(f"SHOW CREATE {kind} `{name}`")[0]
+            create = rows(f"SHOW CREATE {kind} {qi(name)}")[0]
             if kind == "VIEW":
                 out["programs"][f"view {name}"] = create[1:]
                 continue
             out["tables"][name] = create[1]
-            data = sorted(repr(r) for r in rows(f"SELECT * FROM `{name}`"))
+            data = sorted(repr(r) for r in rows(f"SELECT * FROM {qi(name)}"))
             out["data"][name] = hashlib.sha256("\n".join(data).encode()).hexdigest()
         for kind, table, col in (
             ("TRIGGER", "TRIGGERS", "TRIGGER"),
@@ -551,7 +554,7 @@ def mysql_fingerprint(schema: str) -> dict:
             for (name,) in rows(
                 f"SELECT {col}_NAME FROM information_schema.{table} WHERE {col}_SCHEMA = %s{where}", schema
             ):
-                row = rows(f"SHOW CREATE {kind} `{name}`")[0]
+                row = rows(f"SHOW CREATE {kind} {qi(name)}")[0]
                 # Triggers' creation time is when the swap made them again: not part of what they are.
                 out["programs"][f"{kind.lower()} {name}"] = row[:-1] if kind == "TRIGGER" else row
         return out

@@ -15,6 +15,7 @@ import pytest
 from conftest import MY, Project, fresh_mysql_database, my_admin, mysql_project, mysql_schemas
 
 from dbsnap.engines import engine_for
+from dbsnap.engines.mysql.events import DisabledEvents
 from dbsnap.project.databases import Database
 from dbsnap.schema import compare
 
@@ -28,7 +29,9 @@ PROGRAMS = [
     "CREATE TRIGGER gadget_ai AFTER INSERT ON gadget FOR EACH ROW INSERT INTO gadget_log (gadget_id) VALUES (NEW.id)",
     "CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
     "CREATE PROCEDURE add_gadget(IN n VARCHAR(40)) INSERT INTO gadget (name) VALUES (n)",
-    "CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE DO DELETE FROM gadget_log",
+    "CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' ENABLE DO DELETE FROM gadget_log",
+    "CREATE EVENT `weekly ``odd`` name` ON SCHEDULE EVERY 1 WEEK STARTS '2030-01-01 00:00:00' DISABLE "
+    "DO DELETE FROM gadget_log",
     "INSERT INTO gadget (name, blob_col) VALUES ('zéro ☃', UNHEX('00FF10')), ('one', NULL)",
 ]
 
@@ -114,6 +117,58 @@ def test_kill_after_rename_is_undone_by_the_next_command(mysql_shop: Project) ->
     assert "was found and undone" in rec.stderr
     assert (p.fingerprint(), p.migration_files()) == (after, files_after)
     assert leftovers(p) == []
+
+
+def event_status(schema: str) -> dict[str, str]:
+    c = my_admin(schema)
+    try:
+        cur = c.cursor()
+        cur.execute("SELECT EVENT_NAME, STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s", (schema,))
+        return dict(cur.fetchall())
+    finally:
+        c.close()
+
+
+@pytest.mark.slow  # the main suite's budget: make test-faults runs it
+def test_events_are_disabled_in_the_scratch_schema_and_enabled_again_live(mysql_shop: Project) -> None:
+    """The event scheduler must not run the snapshot's events on the scratch schema while it is filled and swapped:
+    they are created there disabled, and the live schema gets them with the status they were saved with."""
+    p = with_programs(mysql_shop)
+    assert event_status(p.my_name) == {"nightly": "ENABLED", "weekly `odd` name": "DISABLED"}
+    before = p.fingerprint()
+    p.ok("save", "base")
+    change_everything(p)
+    run_sql(p, "ALTER EVENT nightly DISABLE")
+    res = p.dbsnap("rollback", "base", "--yes", env={"DBSNAP_FAULT": "mysql.before-drop-triggers:kill"})
+    assert res.returncode == -9
+    [scratch] = [s for s in leftovers(p) if "_dbsnap_new_" in s]
+    assert event_status(scratch) == {"nightly": "DISABLED", "weekly `odd` name": "DISABLED"}
+    assert "was found and undone" in p.ok("list").stderr
+    p.ok("rollback", "base", "--yes")
+    assert event_status(p.my_name) == {"nightly": "ENABLED", "weekly `odd` name": "DISABLED"}
+    assert p.fingerprint() == before
+    assert leftovers(p) == []
+
+
+EVENT_DUMP = (
+    b"INSERT INTO `t` VALUES ('/*!50106 EVENT `no` ON SCHEDULE x ON COMPLETION PRESERVE ENABLE DO');\n"
+    b"DELIMITER ;;\n"
+    b"/*!50106 CREATE*/ /*!50117 DEFINER=`root`@`localhost`*/ /*!50106 EVENT `a``b` ON SCHEDULE EVERY 1 DAY "
+    b"STARTS '2030-01-01 00:00:00' ON COMPLETION NOT PRESERVE ENABLE DO DELETE FROM t */ ;;\n"
+    b"/*!50106 CREATE*/ /*!50117 DEFINER=`root`@`localhost`*/ /*!50106 EVENT `off` ON SCHEDULE EVERY 1 DAY "
+    b"STARTS '2030-01-01 00:00:00' ON COMPLETION PRESERVE DISABLE ON SLAVE DO BEGIN\nSELECT 'ENABLE DO';\nEND */ ;;\n"
+    b"DELIMITER ;\n"
+)
+
+
+def test_the_event_filter_disables_each_enabled_event_wherever_the_chunks_are_cut() -> None:
+    expected = EVENT_DUMP.replace(b"NOT PRESERVE ENABLE DO DELETE", b"NOT PRESERVE DISABLE DO DELETE")
+    assert expected != EVENT_DUMP
+    for size in [1, 2, 7, 15, 16, 64, len(EVENT_DUMP)]:
+        f = DisabledEvents()
+        out = b"".join(f.chunks(EVENT_DUMP[i : i + size] for i in range(0, len(EVENT_DUMP), size)))
+        # The first line is a row whose text looks like an event: only a line that starts an event is touched.
+        assert (out, f.enabled) == (expected, ["a`b"]), size
 
 
 ROLLBACK_POINTS = [
@@ -253,6 +308,49 @@ def test_role_without_privileges_is_refused_before_anything_changes(mysql_shop: 
         assert leftovers(p) == []
     finally:
         run_sql(p, f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+@pytest.mark.slow  # the main suite's budget: make test-faults runs it
+def test_privileges_held_through_a_default_role_count(mysql_shop: Project) -> None:
+    """information_schema shows an account's own grants only: a user whose every privilege comes from its default
+    role (and a role granted to that role) must be able to roll back, and doctor must say so."""
+    p = with_programs(mysql_shop)
+    p.ok("save", "base")
+    before = p.fingerprint()
+    change_everything(p)
+    tag = p.my_name[-8:]
+    user, role, inner = f"dbsnap_u_{tag}", f"dbsnap_r_{tag}", f"dbsnap_i_{tag}"
+    pattern = p.my_name[:40].replace("_", "\\_") + "\\_dbsnap\\_%"
+    run_sql(
+        p,
+        f"CREATE ROLE {role}",
+        f"CREATE ROLE {inner}",
+        f"GRANT ALL ON `{p.my_name}`.* TO {role}",
+        f"GRANT ALL ON `{pattern}`.* TO {inner}",
+        f"GRANT PROCESS, CONNECTION ADMIN ON *.* TO {role}",
+        f"GRANT SELECT ON mysql.proc TO {role}",  # the programs' definer is root: the dump tool reads them there
+        f"GRANT {inner} TO {role}",
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'",
+        f"GRANT {role} TO '{user}'@'%'",
+        f"SET DEFAULT ROLE {role} FOR '{user}'@'%'",
+    )
+    try:
+        env = (p.root / ".env").read_text().replace(f"DB_USER={MY['user']}", f"DB_USER={user}")
+        (p.root / ".env").write_text(env + "DB_PASSWORD=pw\n")
+        doctor = p.dbsnap("doctor").stdout
+        for check in ("default: scratch schemas", "default: live schema", "default: terminate sessions"):
+            assert f"ok    {check}" in doctor, doctor
+        # The programs were made by root: recreating them with their definer is what this role may not do yet.
+        assert "warn  default: definers" in doctor and "GRANT SET USER ON *.*" in doctor, doctor
+        line = one_error_line(p.dbsnap("rollback", "base", "--yes"), 8, "SET USER")
+        assert "nothing was changed" in line
+        run_sql(p, f"GRANT SET USER ON *.* TO {role}")
+        assert "ok    default: definers" in p.dbsnap("doctor").stdout
+        p.ok("rollback", "base", "--yes")
+        assert p.fingerprint() == before
+        assert leftovers(p) == []
+    finally:
+        run_sql(p, f"DROP USER IF EXISTS '{user}'@'%'", f"DROP ROLE IF EXISTS {role}", f"DROP ROLE IF EXISTS {inner}")
 
 
 # -- the engine's library face ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -289,10 +289,12 @@ def feed(
     what: str,
     head: str = "",
     watch: LineWatcher | None = None,
+    through: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None,
 ) -> None:
     """Stream the decompressed payload (after ``head``) into a tool's stdin; ExternalError with the tail of its
     stderr if it fails. The tool is killed on any exception (Ctrl-C, a corrupt payload). With ``watch``, each
-    stderr line is shown to it as it comes (phases for the progress line); lines it calls chatter are not kept."""
+    stderr line is shown to it as it comes (phases for the progress line); lines it calls chatter are not kept.
+    With ``through``, the decompressed chunks pass that filter on their way."""
     with stderr_file() as err:
         proc = procs.spawn(
             argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if watch else err, env=env
@@ -303,7 +305,8 @@ def feed(
             try:
                 if head:
                     proc.stdin.write(head.encode())
-                for chunk in decompressed_chunks(payload, progress):
+                chunks = decompressed_chunks(payload, progress)
+                for chunk in through(chunks) if through else chunks:
                     proc.stdin.write(chunk)
                 proc.stdin.close()
             except BrokenPipeError:

@@ -37,6 +37,7 @@ from .connection import (
 )
 from .describe import SchemaMixin
 from .dumpscan import DumpScanner
+from .events import DisabledEvents
 from .grants import GrantsMixin
 from .restore import RestoreMixin
 from .sessions import SessionsMixin
@@ -214,12 +215,15 @@ class MySQLEngine(ConnectionMixin, GrantsMixin, SchemaMixin, RestoreMixin, Sessi
         charset, collation = row[0]
         self.q(conn, f"CREATE DATABASE IF NOT EXISTS {qi(name)} CHARACTER SET {charset} COLLATE {collation}")
 
-    def feed(self, schema: str, payload: Path, progress: Progress | None, what: str) -> None:
-        """Stream the decompressed payload into the client tool, into ``schema``; ExternalError if it fails."""
+    def feed(self, schema: str, payload: Path, progress: Progress | None, what: str) -> list[str]:
+        """Stream the decompressed payload into the client tool, into ``schema`` (one of dbsnap's own), its events
+        created disabled; the names of those the dump had enabled. ExternalError if it fails."""
         cmd, _ = self.tool("client")
+        events = DisabledEvents()
         with self.option_file() as opt:
             argv = [*cmd, f"--defaults-extra-file={opt}", "--default-character-set=utf8mb4", "--binary-mode"]
-            feed([*argv, "--max-allowed-packet=1G", schema], payload, progress, self.env, what)
+            feed([*argv, "--max-allowed-packet=1G", schema], payload, progress, self.env, what, through=events.chunks)
+        return events.enabled
 
     def drop_schema(self, name: str) -> None:
         """DROP DATABASE IF EXISTS for a schema dbsnap made (never the live one)."""

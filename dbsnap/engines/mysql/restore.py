@@ -29,6 +29,7 @@ from ...errors import ExternalError, RollbackError
 from ..base import Progress
 from . import programs
 from .connection import ER_DBACCESS_DENIED, ER_LOCK_WAIT_TIMEOUT, MOVED_TYPES, error_code, error_text, qi
+from .events import enabled_again
 
 
 def derived_pattern(live: str) -> str:
@@ -82,7 +83,11 @@ class RestoreMixin:
             conn.close()
         try:
             faults.point("mysql.after-create-scratch")
-            self.feed(state["scratch"], Path(state["payload"]), progress, f"restore into {state['scratch']!r}")
+            # Its events are created disabled (the scheduler must not run them on the scratch schema) and enabled
+            # again once installed in the live one.
+            state["enabled_events"] = self.feed(
+                state["scratch"], Path(state["payload"]), progress, f"restore into {state['scratch']!r}"
+            )
         except BaseException:
             self.discard(state)
             raise
@@ -114,7 +119,12 @@ class RestoreMixin:
         self._create(conn, state["old"])
         state["live_tables"] = self.tables(conn, state["live"], MOVED_TYPES)
         state["new_tables"] = self.tables(conn, state["scratch"], MOVED_TYPES)
-        sides = {"old": programs.read(conn, state["live"]), "new": programs.read(conn, state["scratch"])}
+        new = programs.read(conn, state["scratch"])
+        enabled = set(state.get("enabled_events") or [])
+        for p in new:
+            if p["kind"] == "event" and p["name"] in enabled:
+                p["sql"] = enabled_again(p["sql"])
+        sides = {"old": programs.read(conn, state["live"]), "new": new}
         programs.save(conn, state["old"], sides)
         state["swap"] = "moving"
         self.checkpoint(state)

@@ -70,6 +70,23 @@ def check_privileges(engine) -> list[Check]:
         )
     else:
         out.append(Check(name, OK, f"role {user} may dump, lock and swap the tables of {engine.db.name!r}"))
+    name = f"{engine.db.alias}: definers"
+    setuser = {"SUPER", "SET USER", "SET_USER_ID", "ALL PRIVILEGES"} & f["global"]
+    if f["definers"] and not setuser:
+        out.append(
+            Check(
+                name,
+                WARN,
+                f"programs of {engine.db.name!r} are defined by {', '.join(f['definers'])}: the swap recreates them "
+                f"with that definer, which role {user} may not do (rollback and reset fail, nothing changed)",
+                f"GRANT SET USER ON *.* TO {user} (MySQL 8: SET_USER_ID; older servers: SUPER); MariaDB's dump "
+                "tool also needs SELECT ON mysql.proc to read others' routines",
+            )
+        )
+    elif f["definers"]:
+        out.append(Check(name, OK, f"role {user} may recreate programs defined by {', '.join(f['definers'])}"))
+    else:
+        out.append(Check(name, OK, f"role {user} defines every view, trigger, routine and event, or there are none"))
     kill = {"SUPER", "CONNECTION ADMIN", "ALL PRIVILEGES"} & f["global"]
     seen = {"PROCESS", "ALL PRIVILEGES"} & f["global"]
     name = f"{engine.db.alias}: terminate sessions"
