@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 
@@ -94,3 +95,37 @@ def test_clone_setting_in_pyproject(pg_shop: Project) -> None:
     assert len(clones(pg_shop)) == 1
     pg_shop.ok("save", "plain", "--no-clone")
     assert len(clones(pg_shop)) == 1
+
+
+@pytest.mark.slow  # the main suite's budget: make test-faults runs it
+def test_sqlite_clone_is_the_kept_file_copied_or_renamed_in_and_checked(sqlite_shop: Project) -> None:
+    """SQLite ``save --clone`` keeps the consistent copy its dump is made from: rollback copies it (or renames it
+    in with --consume-clone, then re-arms it), a forged one is refused, and once it is gone the dump is used."""
+    p = sqlite_shop
+    before, files = p.fingerprint(), p.migration_files()
+    p.ok("save", "fast", "--clone")
+    m = json.loads((p.store / "fast" / "manifest.json").read_text())
+    clone = m["databases"]["default"]["clone"]
+    kept = p.store / "fast" / clone["file"]
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == clone["sha256"]
+    assert kept.stat().st_mode & 0o777 == 0o600 and clone["file"] not in m["files"]
+    p.ok("verify", "fast", "--deep")
+    light_break(p)
+    assert p.fingerprint() != before
+    assert "from its kept file" in p.ok("rollback", "fast", "--yes").stderr
+    assert (p.fingerprint(), p.migration_files()) == (before, files)
+    light_break(p)
+    res = p.ok("rollback", "fast", "--yes", "--consume-clone")
+    assert "consuming its kept file" in res.stderr and "re-arming" in res.stderr
+    assert p.fingerprint() == before and hashlib.sha256(kept.read_bytes()).hexdigest() == clone["sha256"]
+    light_break(p)
+    broken = p.fingerprint()
+    data = bytearray(kept.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    kept.write_bytes(bytes(data))
+    res = p.dbsnap("rollback", "fast", "--yes")
+    assert res.returncode == 6 and "SHA-256" in res.stderr and p.fingerprint() == broken
+    kept.unlink()
+    p.ok("verify", "fast")
+    assert "from the dump" in p.ok("rollback", "fast", "--yes").stderr
+    assert p.fingerprint() == before

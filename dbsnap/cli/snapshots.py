@@ -35,7 +35,8 @@ def info(obj: Obj, as_json: bool) -> None:
 @click.option(
     "--clone/--no-clone",
     default=None,
-    help="Also keep a server-side copy (PostgreSQL) for a fast rollback (default: the clone setting).",
+    help="Also keep a copy for a fast rollback: a server-side clone (PostgreSQL), the uncompressed file in the "
+    "snapshot (SQLite) (default: the clone setting).",
 )
 @click.option(
     "--prune/--no-prune",
@@ -68,7 +69,7 @@ def save(
     Example:
       dbsnap save pre-reset --note "before squashing migrations"
       dbsnap save --prune          # from cron: save, then apply the retention policy
-      dbsnap save before-migrate --clone   # PostgreSQL: also a server-side copy, for a fast rollback
+      dbsnap save before-migrate --clone   # also a copy that rollback copies (or renames) into place
       dbsnap save --from pre-rollback-20261207-101500   # the dump of a clone-only safety snapshot
     """
     if source is not None:

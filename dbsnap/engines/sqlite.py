@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,7 +66,12 @@ class SQLiteEngine(KeepMixin, Engine):
             raise ExternalError(f"folder {self.path.parent} of the SQLite database does not exist")
         return {"server_version": sqlite3.sqlite_version, "client_version": sqlite3.sqlite_version}
 
-    def dump(self, dest: Path, progress: Progress | None = None, dbname: str | None = None) -> DumpResult:
+    def dump(
+        self, dest: Path, progress: Progress | None = None, dbname: str | None = None, keep: Path | None = None
+    ) -> DumpResult:
+        """The compressed payload ``dest`` of a consistent copy of the database. With ``keep`` (``save --clone``)
+        that copy is kept too, fsynced, as the snapshot's clone file (``meta["clone"]``: its name and SHA-256),
+        which a rollback copies (or renames into place) instead of decompressing."""
         raw = dest.with_name(dest.name + ".raw")
         try:
             try:
@@ -83,12 +90,21 @@ class SQLiteEngine(KeepMixin, Engine):
             tables = table_counts(dst)
             dst.close()
             set_phase(progress, "compress", total=raw.stat().st_size)
+            digest = hashlib.sha256()
             with open(raw, "rb") as f:
-                info = compress_chunks(read_chunks(f), dest, progress)
+                info = compress_chunks(_hashed(read_chunks(f), digest), dest, progress)
+            meta = {}
+            if keep is not None:
+                os.chmod(raw, 0o600)
+                with open(raw, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(raw, keep)
+                fsync_dir(keep.parent)
+                meta["clone"] = {"file": keep.name, "sha256": digest.hexdigest()}
         finally:
             with contextlib.suppress(FileNotFoundError):
                 raw.unlink()
-        return DumpResult(payload=info, migrations=rows, tables=tables)
+        return DumpResult(payload=info, migrations=rows, tables=tables, meta=meta)
 
     def dump_kept(self, dest: Path, clone: dict, folder: Path, progress: Progress | None = None) -> DumpResult:
         """Compress a clone-only snapshot's kept file (in ``folder``) to the payload ``dest`` (``save --from``);
@@ -205,8 +221,9 @@ class SQLiteEngine(KeepMixin, Engine):
         # "swap" is the journal's record of the rename, never inferred from which files exist: "none" until
         # swap_in starts, "renaming" (with the identities of both files) just before os.replace, "done" after.
         state = {"live": str(self.path), "new": str(new), "old": str(old), "payload": str(payload), "swap": "none"}
-        if (saved or {}).get("clone"):
-            state["raw"] = True  # a database file, not a compressed payload
+        clone = (saved or {}).get("clone") or {}
+        if payload is not None and clone.get("file") == payload.name:
+            state["raw"] = True  # the kept database file, not a compressed payload
             state["consume"] = consume
         return state
 
@@ -361,6 +378,12 @@ def restore_names(live: Path, token: str) -> tuple[Path, Path]:
         live.with_name(f".{live.name}.dbsnap-new-{token}"),
         live.with_name(f".{live.name}.dbsnap-old-{token}"),
     )
+
+
+def _hashed(chunks: Iterator[bytes], digest) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
 
 
 def _identity(path: Path) -> list[int] | None:

@@ -27,11 +27,15 @@ def restore_source(snap: Snapshot, saved: dict) -> Path | None:
     """The file a database is restored from: its payload, a clone-only SQLite snapshot's kept file, or None (a
     clone-only PostgreSQL snapshot: its clone on the server). Confined to the snapshot folder."""
     what = f"snapshot {snap.name!r}"
-    if saved.get("payload") is not None:
-        return snap.path / confine.check_payload(saved["payload"], snap.path, what)
     clone = saved.get("clone") or {}
     if clone.get("file") is not None:
-        return snap.path / confine.check_payload(clone["file"], snap.path, what)
+        kept = snap.path / confine.check_payload(clone["file"], snap.path, what)
+        # A SQLite snapshot saved with --clone has both: the kept file is copied (or renamed) instead of
+        # decompressing; once consumed and not re-armed, the dump is what is left.
+        if kept.is_file() or saved.get("payload") is None:
+            return kept
+    if saved.get("payload") is not None:
+        return snap.path / confine.check_payload(saved["payload"], snap.path, what)
     return None
 
 

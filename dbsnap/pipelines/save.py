@@ -136,7 +136,8 @@ def take_snapshot(
     """Write a complete snapshot called ``name`` of the selected databases and the migration folders.
 
     With ``verify`` the staged snapshot is checked (checksums, complete streams) before it is committed.
-    With ``clone`` each PostgreSQL database is also copied on the server (fast rollback), and dumped from that copy.
+    With ``clone`` each PostgreSQL database is also copied on the server (fast rollback), and dumped from that copy;
+    each SQLite database keeps the consistent copy its dump is made from, uncompressed, in the snapshot folder.
     """
     validate_name(name)
     if ctx.store.exists(name) and not force:
@@ -165,7 +166,11 @@ def take_snapshot(
             made = _make_clone(ctx, engine, name, stamp, pending) if clone else None
             if made:
                 clones.append((engine, made))
-            result = engine.dump(staged / engine.payload_name(), counter, made["name"] if made else None)
+            if clone and hasattr(engine, "clone_file"):
+                # SQLite: the consistent copy the dump is compressed from is kept as the clone (meta["clone"]).
+                result = engine.dump(staged / engine.payload_name(), counter, keep=staged / engine.clone_file())
+            else:
+                result = engine.dump(staged / engine.payload_name(), counter, made["name"] if made else None)
             counter.close()
             if made:
                 engine.seal_clone(made["name"])
@@ -233,7 +238,12 @@ def clone_record(staged: Path) -> Path:
 def _make_clone(ctx: Context, engine, name: str, stamp: str, pending: Path) -> dict | None:
     """A server-side copy for fast rollback, or None (with a warning) where there cannot be one."""
     if not hasattr(engine, "make_clone"):
-        return None  # SQLite: the snapshot file itself is the fast path
+        if not hasattr(engine, "clone_file"):  # SQLite keeps its copy in the snapshot folder (the dump's source)
+            ctx.reporter.warn(
+                f"no clone of {engine.db.alias!r}: {engine.kind} has no copy of a database on the server that "
+                "could be renamed into place; the snapshot is saved without one"
+            )
+        return None
     clone_name = engine.clone_name(ctx.store.root, name, stamp)
     recorded = json.loads(pending.read_text()) if pending.exists() else []
     atomic_write(pending, json.dumps([*recorded, {"alias": engine.db.alias, "name": clone_name}]))

@@ -135,6 +135,17 @@ class Snapshot:
             return dbs
         return {a: {**d, "clone": rearmed[a]} if a in rearmed and isinstance(d, dict) else d for a, d in dbs.items()}
 
+    def dumped_clone_files(self) -> set[str]:
+        """The kept database files of databases that also have a dump (SQLite ``save --clone``)."""
+        return {
+            d["clone"]["file"]
+            for d in self.databases.values()
+            if isinstance(d, dict)
+            and d.get("payload") is not None
+            and isinstance(d.get("clone"), dict)
+            and isinstance(d["clone"].get("file"), str)
+        }
+
     def clone_files(self) -> dict[str, str]:
         """``{file: sha256}`` of the database files kept in the snapshot folder (clone-only SQLite databases)."""
         out = {}
@@ -400,8 +411,13 @@ class Store:
         extra = sorted(present - set(files) - set(kept))
         if extra:
             raise IntegrityError(f"snapshot {snap.name!r}: unexpected file {extra[0]} (not in the manifest)")
+        dumped = snap.dumped_clone_files()
         for fname, sha in sorted(kept.items()):
-            if fname in files or not (snap.path / fname).is_file():
+            if fname in files:
+                raise IntegrityError(f"snapshot {snap.name!r}: {fname} is both a payload and a kept database file")
+            if not (snap.path / fname).is_file():
+                if fname in dumped:
+                    continue  # consumed by rollback --consume-clone and not re-armed: the dump is restored instead
                 raise IntegrityError(
                     f"snapshot {snap.name!r} is clone-only and its kept database file {fname} vanished: "
                     "it holds no database"
