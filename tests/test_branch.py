@@ -229,7 +229,7 @@ def test_a_session_that_cannot_be_ended_leaves_the_database_as_it_was(pg_shop: P
 @pytest.mark.parametrize(
     ("point", "live"),
     [
-        ("branch.after-keep", "feature/b"),
+        ("branch.mid-switch", "feature/b"),
         ("branch.after-database", "main"),
         ("branch.after-commit", "main"),
     ],
@@ -369,7 +369,7 @@ def test_the_hook_is_bounded_and_undoes_what_it_began(sqlite_shop: Project) -> N
     checkout(p, "feature/b")
     p.manage("migrate", "-v0")
     before = p.fingerprint()
-    slow = {"DBSNAP_FAULT": "branch.after-keep:sleep", "DBSNAP_FAULT_SECONDS": "60", "DBSNAP_BRANCH_TIMEOUT": "2"}
+    slow = {"DBSNAP_FAULT": "branch.mid-switch:sleep", "DBSNAP_FAULT_SECONDS": "60", "DBSNAP_BRANCH_TIMEOUT": "2"}
     started = time.monotonic()
     proc = git(p, "checkout", "main", env=slow)
     assert time.monotonic() - started < 15

@@ -188,9 +188,7 @@ def switch(
         ctx.store.write_journal(journal)
         for e, entry in zip(engines, journal["databases"], strict=True):
             if target is not None:
-                _keep(e, entry)
-                faults.point("branch.after-keep")
-                _put(e, entry)
+                _switch(e, entry)
             else:
                 _copy(ctx, e, entry)
             ctx.store.write_journal(journal)
@@ -283,16 +281,22 @@ def _prepare(ctx: Context, journal: dict, engines: list[Engine], top: Path) -> N
     atomic_write(staged / DRAFT, json.dumps(draft))
 
 
-def _keep(e: Engine, entry: dict) -> None:
+def _switch(e: Engine, entry: dict) -> None:
+    """A's database kept, B's put in place: on PostgreSQL both renames in one transaction (the live name is never
+    missing); SQLite moves the live file into the store, then B's file into place."""
     if e.kind == "postgresql":
-        e.keep_as_clone(entry["keep_db"])
-    else:
-        entry |= e.keep_as_clone(Path(entry["keep_path"]))
+        faults.point("branch.mid-switch")  # the last moment before the transaction
+        e.switch_clones(entry["keep_db"], entry["put_db"], entry["put_oid"])  # type: ignore[attr-defined]
+        return
+    entry |= e.keep_as_clone(Path(entry["keep_path"]))
+    faults.point("branch.mid-switch")  # A's file kept, B's not in place yet: recovery finishes or undoes it
+    _put(e, entry)
 
 
 def _put(e: Engine, entry: dict) -> None:
+    """B's state into the empty live place (recovery of a switch stopped between SQLite's two moves)."""
     if e.kind == "postgresql":
-        e.put_clone_in_place(entry["put_db"], entry["put_oid"])
+        e.put_clone_in_place(entry["put_db"], entry["put_oid"])  # type: ignore[attr-defined]
     else:
         e.put_clone_in_place(Path(entry["put_path"]), entry["put_sha"])
 
@@ -346,9 +350,10 @@ def finish(ctx: Context, journal: dict, switched: bool = False) -> None:
     for entry in journal["databases"]:
         e = engines[entry["alias"]]
         if journal["mode"] == "switch" and not switched:
-            if where(e, entry) == "A":
-                _keep(e, entry)
-            if where(e, entry) == "none":
+            state = where(e, entry)
+            if state == "A":
+                _switch(e, entry)
+            elif state == "none":
                 _put(e, entry)
     staged = Path(journal["staged"])
     if (staged / DRAFT).is_file():

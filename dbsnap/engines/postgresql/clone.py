@@ -143,6 +143,28 @@ class CloneMixin:
             )
         self._renames([(clone_name, self.db.name)], allow={self.db.name: True})
 
+    def switch_clones(self, keep_name: str, put_name: str, put_oid: int) -> int:
+        """:meth:`keep_as_clone` and :meth:`put_clone_in_place` in ONE transaction: the live database becomes the
+        sealed ``keep_name`` and the sealed ``put_name`` (of oid ``put_oid``) the live one, so there is never a
+        moment without a live database. Same checks and refusals (RollbackError, nothing changed); the kept
+        database's oid."""
+        with self.maintenance() as conn:
+            rows = conn.execute(
+                "SELECT datname, oid FROM pg_database WHERE datname = ANY(%s)", ([self.db.name, keep_name, put_name],)
+            ).fetchall()
+        oids = {name: int(oid) for name, oid in rows}
+        if self.db.name not in oids:
+            raise RollbackError(f"database {self.db.name!r} does not exist at {self.where()}; nothing was changed")
+        if keep_name in oids:
+            raise RollbackError(f"cannot keep {self.db.name!r} as {keep_name!r}: that name exists; nothing was changed")
+        if oids.get(put_name) != int(put_oid):
+            raise RollbackError(
+                f"cannot put clone {put_name!r} in place: it is missing or was replaced; nothing was changed"
+            )
+        renames = [(self.db.name, keep_name), (put_name, self.db.name)]
+        self._renames(renames, allow={keep_name: False, self.db.name: True})
+        return oids[self.db.name]
+
     # -- the database a rollback replaces, kept as its safety snapshot's clone (restore.py's swap seals it) ----
 
     def can_keep_replaced(self) -> bool:
