@@ -3,11 +3,13 @@ clone-only safety snapshot (the file itself in the snapshot folder, with its SHA
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 from ..errors import RollbackError
-from ..store.fsutil import move_file, sha256_file
+from ..store.archive import CHUNK
+from ..store.fsutil import Writeback, create_private, move_file, sha256_file
 from .base import Progress
 
 
@@ -71,14 +73,29 @@ class KeepMixin:
 
 
 def copy_file(src: Path, dest: Path, progress: Progress | None = None) -> None:
-    """Copy ``src`` to the new file ``dest`` (in the kernel where it can: sendfile) and fsync it: a kept database
-    file restored without consuming it."""
-    import shutil
-
-    if dest.exists():
-        raise FileExistsError(f"{dest} exists")
-    shutil.copyfile(src, dest)
-    with open(dest, "rb") as f:
-        os.fsync(f.fileno())
-    if progress:
-        progress(dest.stat().st_size)
+    """Copy ``src`` to the new file ``dest`` (FileExistsError if it exists) and fsync it: a kept database file
+    restored without consuming it. In the kernel where it can (``copy_file_range``), in steps, each handed to
+    the disk as it goes (:class:`Writeback`), so the final fsync does not wait for the whole file."""
+    with open(src, "rb") as s, create_private(dest, buffering=0) as d:
+        wb = Writeback(d.fileno())
+        total, kernel = 0, hasattr(os, "copy_file_range")
+        while True:
+            n = 0
+            if kernel:
+                try:
+                    n = os.copy_file_range(s.fileno(), d.fileno(), Writeback.STEP)
+                except OSError as e:
+                    if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP) or total:
+                        raise
+                    kernel = False
+            if not kernel:
+                chunk = s.read(CHUNK)
+                n = len(chunk)
+                d.write(chunk)
+            if n == 0:
+                break
+            total += n
+            wb.wrote(total)
+            if progress:
+                progress(n)
+        os.fsync(d.fileno())

@@ -14,13 +14,12 @@ its dump, and a clone-only one holds nothing any more (``verify`` reports it).
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 from pathlib import Path
 
 from .. import faults
 from ..context import Context
+from ..engines.sqlite_keep import copy_file
 from ..errors import DbsnapError, UsageError
 from ..project.databases import Database
 from ..store.fsutil import atomic_write, fsync_dir, sha256_file
@@ -81,11 +80,9 @@ def _rearm_file(ctx: Context, snap: Snapshot, engine, clone: dict) -> None:
     dest = snap.path / clone["file"]
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")  # atomic debris: cleaned after a kill
     try:
-        shutil.copyfile(engine.path, tmp)
+        copy_file(engine.path, tmp)
         if sha256_file(tmp) != clone["sha256"]:
             raise DbsnapError(f"{engine.path} changed since it was restored")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
         Path(tmp).rename(dest)
         fsync_dir(dest.parent)
     finally:

@@ -19,7 +19,7 @@ import zstandard
 
 from ..errors import IntegrityError
 from .confine import check_member_path
-from .fsutil import create_private
+from .fsutil import Writeback, create_private
 
 CHUNK = 1 << 20
 FILE_MODE = 0o644  # restored migration files: never the archive's mode bits (a forged 0777 or setuid stays out)
@@ -69,12 +69,14 @@ def compress_chunks(chunks: Iterable[bytes], dest: Path, progress: Callable[[int
     raw = 0
     with create_private(dest, buffering=CHUNK) as f:
         hf = _HashingFile(f)
+        wb = Writeback(f.fileno())
         with _compressor().stream_writer(hf, closefd=False) as w:
             for chunk in chunks:
                 raw += len(chunk)
                 if progress:
                     progress(len(chunk))
                 w.write(chunk)
+                wb.wrote(hf.count)
         f.flush()
         os.fsync(f.fileno())
     return PayloadInfo(bytes=hf.count, sha256=hf.sha.hexdigest(), raw_bytes=raw)
@@ -126,8 +128,13 @@ def decompress_to(path: Path, dest: Path, progress: Callable[[int], None] | None
     """Decompress the zstd file ``path`` into the new private file ``dest`` (FileExistsError if it exists),
     fsynced with ``durable``. IntegrityError if the stream is corrupt; the caller removes a partial ``dest``."""
     with create_private(dest, buffering=CHUNK) as f:
+        wb = Writeback(f.fileno()) if durable else None
+        written = 0
         for chunk in decompressed_chunks(path, progress):
             f.write(chunk)
+            if wb is not None:
+                written += len(chunk)
+                wb.wrote(written)
         if durable:
             f.flush()
             os.fsync(f.fileno())
