@@ -273,18 +273,36 @@ def pg_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
         log(f"{label}: preparing the clone source (dbsnap save cbase --clone)")
         run_quiet(dbsnap_argv(ctx, b, store, "-q", "save", "cbase", "--clone"), env, b.project, "dbsnap save --clone")
 
-    clone.insert(
-        0,
+    # The target row is the first: what a user runs (safety snapshot included) on a snapshot with a clone.
+    clone[:0] = [
+        Contender(
+            "pg-clone-dbsnap-safe",
+            "dbsnap rollback (clone, default: safety snapshot)",
+            "dbsnap",
+            lambda i: dbsnap_argv(ctx, b, store, "rollback", "cbase", "--yes"),
+            env,
+            b.project,
+            after=safety_deleted,
+        ),
+        Contender(
+            "pg-clone-dbsnap-consume",
+            "dbsnap rollback --consume-clone (safety snapshot, clone re-armed)",
+            "dbsnap",
+            lambda i: dbsnap_argv(ctx, b, store, "rollback", "cbase", "--yes", "--consume-clone"),
+            env,
+            b.project,
+            after=safety_deleted,
+        ),
         Contender(
             "pg-clone-dbsnap",
-            "dbsnap rollback (clone)",
+            "dbsnap rollback (clone, --no-safety-snapshot)",
             "dbsnap",
             lambda i: dbsnap_argv(ctx, b, store, "rollback", "cbase", "--yes", "--no-safety-snapshot"),
             env,
             b.project,
             after=lambda i: check(db),
         ),
-    )
+    ]
     return [
         Group("postgresql", "save", save),
         Group("postgresql", "rollback", rollback, prepare_rollback),
@@ -346,6 +364,7 @@ def sqlite_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
     raw, zst = out / "raw.sqlite3", out / "raw.sqlite3.zst"
     dot_backup = f".backup '{raw}'"
     base_zst = out / "base.sqlite3.zst"
+    base_raw = out / "base.sqlite3"
 
     def dbsnap_saved(i: int) -> int:
         size = folder_bytes(store / f"s{i}")
@@ -382,8 +401,12 @@ def sqlite_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
     def prepare_rollback() -> None:
         log(f"{label}: preparing the SQLite rollback sources")
         run_quiet(dbsnap_argv(ctx, b, store, "-q", "save", "base"), env, b.project, "dbsnap save base")
+        run_quiet(dbsnap_argv(ctx, b, store, "-q", "save", "cbase", "--clone"), env, b.project, "dbsnap save --clone")
         run_quiet(
-            bash(f"sqlite3 {q(live)} {q(dot_backup)} && zstd -3 -T0 -q --rm {q(raw)} -o {q(base_zst)}"),
+            bash(
+                f"sqlite3 {q(live)} {q(dot_backup)} && cp {q(raw)} {q(base_raw)}"
+                f" && zstd -3 -T0 -q --rm {q(raw)} -o {q(base_zst)}"
+            ),
             env,
             work,
             "sqlite3 .backup base",
@@ -399,7 +422,7 @@ def sqlite_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
 
     def safety_deleted(i: int) -> int:
         size = check(i)
-        _delete_snapshots_but(ctx, b, store, {"base"})
+        _delete_snapshots_but(ctx, b, store, {"base", "cbase"})
         return size
 
     rollback = [
@@ -419,6 +442,34 @@ def sqlite_groups(ctx: Ctx, label: str, b: Built) -> list[Group]:
             lambda i: dbsnap_argv(ctx, b, store, "rollback", "base", "--yes", "--no-safety-snapshot"),
             env,
             b.project,
+            after=check,
+        ),
+        Contender(
+            "sqlite-rollback-dbsnap-clone",
+            "dbsnap rollback (save --clone: the kept file copied; safety snapshot)",
+            "dbsnap",
+            lambda i: dbsnap_argv(ctx, b, store, "rollback", "cbase", "--yes"),
+            env,
+            b.project,
+            after=safety_deleted,
+        ),
+        Contender(
+            "sqlite-rollback-dbsnap-consume",
+            "dbsnap rollback --consume-clone (renamed in, re-armed; safety snapshot)",
+            "dbsnap",
+            lambda i: dbsnap_argv(ctx, b, store, "rollback", "cbase", "--yes", "--consume-clone"),
+            env,
+            b.project,
+            after=safety_deleted,
+        ),
+        # The anchor for SQLite: a plain copy of the file (no decompression), then the rename.
+        Contender(
+            "sqlite-rollback-cp",
+            "cp base.sqlite3 db.new && mv db.new db",
+            "raw",
+            lambda i: bash(f"cp {q(base_raw)} {q(new)} && mv -f {q(new)} {q(live)}"),
+            env,
+            work,
             after=check,
         ),
         Contender(
